@@ -1,0 +1,15 @@
+"""TFX-style training pipeline: raw text -> validated TFRecords -> BERT -> pushed SavedModel.
+
+Where things are:
+- `pipeline.py`: the pipeline definition (which components, wired how).
+- `components/`: the components; `beam/`: their Apache Beam transforms.
+- `model/`: the Keras model code (TFX's module file); `evaluation/`: metrics and blessing.
+- `runner.py`: runs a pipeline here, with caching, resume and run records.
+- `cli.py`: `suite-pipeline`, the command line.
+"""
+
+import os
+
+# Keras 3 picks its backend at import time; this suite is TensorFlow throughout.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

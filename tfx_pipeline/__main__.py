@@ -1,0 +1,3 @@
+from tfx_pipeline.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Rows <-> tf.train.Example, deterministic splits, and split-sharded TFRecords.
+
+An Examples artifact is a directory with one sub-directory per split,
+`Split-<name>/`, holding gzipped TFRecord shards, as in TFX.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import apache_beam as beam
+from tensorflow.core.example import example_pb2
+
+from tfx_pipeline.config import SplitConfig
+
+SHARD_SUFFIX = ".tfrecord.gz"
+
+
+def encode_row(row: Mapping[str, Optional[str]]) -> bytes:
+    """Every field is a bytes feature; a missing value is an absent feature."""
+    example = example_pb2.Example()
+    for name, value in row.items():
+        if value is not None:
+            example.features.feature[name].bytes_list.value.append(value.encode("utf-8"))
+    return example.SerializeToString()
+
+
+def decode_row(serialized: bytes) -> dict[str, Optional[str]]:
+    example = example_pb2.Example.FromString(serialized)
+    return {name: feature.bytes_list.value[0].decode("utf-8") if feature.bytes_list.value else None
+            for name, feature in example.features.feature.items()}
+
+
+def encode_int_lists(features: Mapping[str, Any]) -> bytes:
+    """Transformed features: lists of ints (token ids) or single ints (label id)."""
+    example = example_pb2.Example()
+    for name, value in features.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        example.features.feature[name].int64_list.value.extend(int(v) for v in values)
+    return example.SerializeToString()
+
+
+def split_of(row: Mapping[str, Optional[str]], split: SplitConfig) -> str:
+    """Hash of the text picks the split, so a duplicated text never straddles train and eval."""
+    key = (row.get("text") or "") + "\x1f" + (row.get("text_pair") or "")
+    bucket = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % 100
+    if bucket < split.train:
+        return "train"
+    return "eval" if bucket < split.train + split.eval else "test"
+
+
+def split_names(split: SplitConfig) -> list[str]:
+    return [name for name in ("train", "eval", "test") if getattr(split, name) > 0]
+
+
+def split_pattern(artifact_uri: Path | str, split: str) -> str:
+    return str(Path(artifact_uri) / f"Split-{split}" / f"*{SHARD_SUFFIX}")
+
+
+class WriteSplit(beam.PTransform):
+    """Serialized examples -> `<uri>/Split-<name>/examples-*.tfrecord.gz`."""
+
+    def __init__(self, artifact_uri: Path, split: str):
+        super().__init__()
+        self.prefix = str(Path(artifact_uri) / f"Split-{split}" / "examples")
+
+    def expand(self, serialized):
+        return serialized | beam.io.WriteToTFRecord(self.prefix, file_name_suffix=SHARD_SUFFIX)
+
+
+class ReadSplit(beam.PTransform):
+    """`<uri>/Split-<name>/` -> rows (dicts of strings)."""
+
+    def __init__(self, artifact_uri: Path, split: str):
+        super().__init__()
+        self.pattern = split_pattern(artifact_uri, split)
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "ReadTFRecords" >> beam.io.ReadFromTFRecord(self.pattern)
+                | "DecodeExamples" >> beam.Map(decode_row))
+
+
+def read_split_rows(artifact_uri: Path | str, split: str) -> list[dict[str, Optional[str]]]:
+    """All rows of one split, in this process (for small splits: eval, warm-up)."""
+    import tensorflow as tf
+    files = tf.io.gfile.glob(split_pattern(artifact_uri, split))
+    dataset = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
+    return [decode_row(record) for record in dataset.as_numpy_iterator()]

@@ -1,0 +1,141 @@
+"""`suite-pipeline`: run the training pipeline, list and show its runs.
+
+    suite-pipeline demo-data --out work/demo_data
+    suite-pipeline run --config tfx_pipeline/configs/demo_intent.yaml
+    suite-pipeline run --config tfx_pipeline/configs/banking77.yaml --set training.epochs=2 \\
+        -- --runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing
+    suite-pipeline runs list --config tfx_pipeline/configs/demo_intent.yaml
+    suite-pipeline runs show <run id> --config tfx_pipeline/configs/demo_intent.yaml
+
+Arguments after `--` are Apache Beam pipeline options; they replace `beam_args`
+from the configuration (e.g. `--runner=DataflowRunner --project=... --region=...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tfx_pipeline.config import ConfigError, PipelineConfig, parse_override
+from tfx_pipeline.dsl import PipelineError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="suite-pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the pipeline end to end (cached steps are skipped)")
+    _add_config_arguments(run)
+    run.add_argument("-v", "--verbose", action="store_true", help="show Beam and TensorFlow logs")
+
+    runs = commands.add_parser("runs", help="list or show run records")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True)
+    runs_list = runs_commands.add_parser("list", help="runs under the pipeline root, newest first")
+    _add_config_arguments(runs_list)
+    runs_show = runs_commands.add_parser("show", help="one run record as JSON")
+    runs_show.add_argument("run_id", help="a run id from `runs list`, or `latest`")
+    _add_config_arguments(runs_show)
+
+    demo = commands.add_parser("demo-data", help="write the project's small demo dataset")
+    demo.add_argument("--out", type=Path, default=Path("work/demo_data"), help="directory (default: %(default)s)")
+    return parser
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="pipeline configuration (YAML)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration value, e.g. training.epochs=2 (repeatable)")
+
+
+def load_config(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> PipelineConfig:
+    overrides = dict(parse_override(text) for text in args.overrides)
+    config = PipelineConfig.from_file(args.config, overrides)
+    return config.replace(beam_args=tuple(beam_args)) if beam_args else config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    try:
+        if args.command == "demo-data":
+            from tfx_pipeline.demo_data import write_demo_data
+            for task, path in write_demo_data(args.out).items():
+                print(f"{task}: {path}")
+            return 0
+        config = load_config(args, beam_args)
+        if args.command == "run":
+            return _run(config, verbose=args.verbose, config_path=args.config)
+        return _runs(config, args)
+    except (ConfigError, PipelineError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(config: PipelineConfig, verbose: bool, config_path: Path) -> int:
+    _configure_logging(verbose)
+    from tfx_pipeline.pipeline import create_pipeline
+    from tfx_pipeline.runner import LocalDagRunner
+
+    record = LocalDagRunner().run(create_pipeline(config),
+                                  run_metadata={"config_path": str(config_path), "config": config.to_dict()})
+    print(format_run(record))
+    return 0
+
+
+def format_run(record: dict) -> str:
+    lines = [f"run {record['run_id']} of pipeline {record['pipeline']}: {record['status']}"]
+    for c in record["components"]:
+        took = "cached" if c["cached"] else f"{c['duration_s']:.1f}s"
+        lines.append(f"  {c['id']:<17} {took:>8}")
+        quarantined = c["artifacts"].get("examples", {}).get("properties", {}).get("quarantined")
+        if quarantined:
+            lines.append(f"  {'':<17} quarantined {quarantined}")
+    for c in record["components"]:
+        anomalies = c["artifacts"].get("anomalies", {}).get("properties", {}).get("anomalies")
+        for anomaly in anomalies or []:
+            lines.append(f"  anomaly: {anomaly}")
+    if record.get("metrics"):
+        lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in record["metrics"].items()))
+    if "blessed" in record:
+        lines.append(f"  {'blessed' if record['blessed'] else 'NOT blessed'}: {record.get('blessing_reason')}")
+    if record.get("pushed_version"):
+        lines.append(f"  serving version {record['pushed_version']}: {record['pushed_path']}")
+    lines.append(f"  record: {Path(record['pipeline_root']) / 'runs' / (record['run_id'] + '.json')}")
+    return "\n".join(lines)
+
+
+def _runs(config: PipelineConfig, args: argparse.Namespace) -> int:
+    from tfx_pipeline.runner import list_runs
+    runs = list_runs(config.root)
+    if args.runs_command == "list":
+        if not runs:
+            print(f"no runs under {config.root}")
+        for record in runs:
+            cached = sum(c["cached"] for c in record["components"])
+            print(f"{record['run_id']}  {record['status']:<9}  {len(record['components'])} components "
+                  f"({cached} cached)  blessed={record.get('blessed')}  pushed={record.get('pushed_version')}")
+        return 0
+    wanted = runs[0] if args.run_id == "latest" and runs else next(
+        (r for r in runs if r["run_id"] == args.run_id), None)
+    if wanted is None:
+        raise PipelineError(f"no run {args.run_id!r} under {config.root}")
+    print(json.dumps(wanted, indent=2))
+    return 0
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not verbose:
+        for noisy in ("apache_beam", "absl", "tensorflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Evaluator: the candidate against the eval split, and against the pushed baseline.
+
+Both models are the exported SavedModels, called on raw text exactly as the
+server will call them. Writes `evaluation.json`, `report.md` and
+`confusion_matrix.png`; the `blessing` artifact says whether to push.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from tfx_pipeline.beam.examples import read_split_rows
+from tfx_pipeline.config import EvaluationConfig
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext, PipelineError, write_json
+from tfx_pipeline.evaluation.blessing import decide
+from tfx_pipeline.evaluation.metrics import classification_metrics, sliced_metrics, text_length_bucket
+from tfx_pipeline.evaluation.predict import align_columns, predict_probabilities
+from tfx_pipeline.evaluation.report import draw_confusion_matrix, write_report
+from tfx_pipeline.model_versions import latest_version, provenance
+
+HEADLINE = ("num_examples", "accuracy", "macro_f1", "expected_calibration_error")
+
+
+class Evaluator(Component):
+    OUTPUTS = {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"}
+
+    def __init__(self, model: Channel, examples: Channel, evaluation: EvaluationConfig,
+                 model_base_path: str, model_name: str, split: str = "eval"):
+        super().__init__({"model": model, "examples": examples})
+        self.evaluation, self.split = evaluation, split
+        self.model_dir = Path(model_base_path) / model_name
+        self.model_name = model_name
+
+    def fingerprint_data(self):
+        return [dataclasses.asdict(self.evaluation), self.split]
+
+    def external_fingerprint(self):
+        """The baseline: whichever version is being served now."""
+        latest = latest_version(self.model_dir)
+        if latest is None:
+            return None
+        version, path = latest
+        return {"version": version, "model": provenance(path).get("model_fingerprint", str(path.stat().st_mtime))}
+
+    def execute(self, ctx: ExecutionContext):
+        rows = read_split_rows(ctx.inputs["examples"].uri, self.split)
+        if not rows:
+            raise PipelineError(f"Evaluator: the {self.split} split is empty; nothing to evaluate on")
+        texts = [row["text"] for row in rows]
+        pairs = [row["text_pair"] for row in rows] if ctx.inputs["model"].properties.get("text_pair") else None
+        probabilities, class_names = predict_probabilities(ctx.inputs["model"].uri, texts, pairs)
+        label_index = {name: i for i, name in enumerate(class_names)}
+        labels = np.array([label_index[row["label"]] for row in rows])
+        slices = {"text_length": [text_length_bucket(t) for t in texts]}
+        for column in self.evaluation.slice_columns:
+            slices[column] = [row.get(column) or "(missing)" for row in rows]
+
+        candidate = classification_metrics(labels, probabilities, class_names, self.evaluation.calibration_bins)
+        candidate["slices"] = sliced_metrics(slices, labels, probabilities, class_names)
+        evaluation = {"model_name": self.model_name, "split": self.split, "candidate": candidate,
+                      "class_names": class_names, "baseline": None}
+        latest = latest_version(self.model_dir)
+        if latest is not None:
+            version, path = latest
+            ctx.log.info("evaluating baseline version %d at %s", version, path)
+            base_probabilities, base_names = predict_probabilities(path, texts, pairs)
+            baseline = classification_metrics(labels, align_columns(base_probabilities, base_names, class_names),
+                                              class_names, self.evaluation.calibration_bins)
+            evaluation.update(baseline=baseline, baseline_version=version, baseline_path=str(path))
+        blessed, reason = decide(self.evaluation.thresholds, candidate, evaluation["baseline"])
+        evaluation.update(blessed=blessed, reason=reason)
+        ctx.log.info("%s: %s", "BLESSED" if blessed else "NOT BLESSED", reason)
+
+        out = ctx.output_dirs["evaluation"]
+        write_json(out / "evaluation.json", evaluation)
+        draw_confusion_matrix(candidate["confusion_matrix"], class_names, out / "confusion_matrix.png")
+        write_report(evaluation, out / "report.md")
+        ctx.output_dirs["blessing"].mkdir(parents=True, exist_ok=True)
+        (ctx.output_dirs["blessing"] / ("BLESSED" if blessed else "NOT_BLESSED")).write_text(reason + "\n")
+        headline = {key: candidate[key] for key in HEADLINE}
+        baseline_headline = {key: evaluation["baseline"][key] for key in HEADLINE} if evaluation["baseline"] else None
+        return {"evaluation": {"headline": headline, "baseline": baseline_headline,
+                               "report": str(out / "report.md")},
+                "blessing": {"blessed": blessed, "reason": reason,
+                             "baseline_version": evaluation.get("baseline_version")}}

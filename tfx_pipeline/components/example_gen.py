@@ -1,0 +1,79 @@
+"""ExampleGen: raw CSV / TSV / JSON-lines -> split, sharded TFRecords of tf.Example."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from tfx_pipeline.beam.examples import WriteSplit, encode_row, split_names, split_of
+from tfx_pipeline.beam.pipeline_options import counted_pipeline
+from tfx_pipeline.beam.quarantine import WriteQuarantine, quarantined_counts
+from tfx_pipeline.beam.rows import ColumnMapping, ReadRows, check_header, file_format, matched_files
+from tfx_pipeline.config import ConfigError, DataConfig, SplitConfig
+from tfx_pipeline.dsl import Component, ExecutionContext
+
+QUARANTINE_DIR = "quarantine"
+
+
+class ExampleGen(Component):
+    """Reads `data.path`, quarantines rows that cannot be parsed, and writes the
+    rest to `Split-<name>/` by a hash of their text.
+
+    Outputs `examples` with properties `rows_read`, `split_counts`, `quarantined`.
+    """
+
+    OUTPUTS = {"examples": "Examples"}
+
+    def __init__(self, data: DataConfig, split: SplitConfig):
+        super().__init__()
+        if split.train + split.eval + split.test != 100:
+            raise ConfigError(f"split: train + eval + test must be 100, got "
+                              f"{split.train} + {split.eval} + {split.test}")
+        if split.train <= 0 or split.eval <= 0:
+            raise ConfigError("split: train and eval must both be above 0")
+        self.data, self.split = data, split
+        self.columns = ColumnMapping.from_config(data)
+
+    def fingerprint_data(self):
+        return [dataclasses.asdict(self.data), dataclasses.asdict(self.split)]
+
+    def external_fingerprint(self):
+        """The input files by path, size and modification time (any filesystem)."""
+        matches = FileSystems.match([self.data.path])[0].metadata_list
+        return sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in matches)
+
+    def execute(self, ctx: ExecutionContext):
+        files = matched_files(self.data.path)
+        for path in files:
+            check_header(path, file_format(path, self.data.format), self.columns)
+        examples_dir = ctx.output_dirs["examples"]
+        splits = split_names(self.split)
+        with counted_pipeline(ctx.beam_args, ctx.log) as run:
+            rows, quarantined = run.pipeline | "ReadRows" >> ReadRows(self.data.path, self.data.format, self.columns)
+            _ = quarantined | "WriteQuarantine" >> WriteQuarantine(examples_dir / QUARANTINE_DIR)
+            partitions = rows | "SplitByTextHash" >> beam.Partition(
+                lambda row, _n: splits.index(split_of(row, self.split)), len(splits))
+            for split, partition in zip(splits, partitions):
+                _ = (partition
+                     | f"Count[{split}]" >> beam.Map(_count, f"split:{split}")
+                     | f"Encode[{split}]" >> beam.Map(encode_row)
+                     | f"Write[{split}]" >> WriteSplit(examples_dir, split))
+        counters = run.counters
+        split_counts = {split: counters.get(f"split:{split}", 0) for split in splits}
+        ctx.log.info("read %d rows from %d file(s): %s, quarantined %s", counters.get("rows_read", 0),
+                     len(files), split_counts, quarantined_counts(counters) or "none")
+        return {"examples": {
+            "files": files,
+            "rows_read": counters.get("rows_read", 0),
+            "split_counts": split_counts,
+            "quarantined": quarantined_counts(counters),
+            "quarantine_dir": str(examples_dir / QUARANTINE_DIR),
+        }}
+
+
+def _count(row, counter_name: str):
+    Metrics.counter("ExampleGen", counter_name).inc()
+    return row

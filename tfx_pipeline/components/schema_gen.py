@@ -1,0 +1,72 @@
+"""SchemaGen: the contract every later run's data is validated against.
+
+The label vocabulary comes from configuration when it lists labels; otherwise
+it is inferred from the first run's training split and stored under the
+pipeline root (`state/schema.json`), where it stays for later runs. Edit or
+delete that file to change the contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tfx_pipeline.config import ConfigError, DataConfig, ValidationConfig
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext, read_json, write_json
+
+SCHEMA_FILE = "schema.json"
+
+
+class SchemaGen(Component):
+    OUTPUTS = {"schema": "Schema"}
+
+    def __init__(self, statistics: Channel, data: DataConfig, validation: ValidationConfig, stored_schema: Path):
+        super().__init__({"statistics": statistics})
+        self.data, self.validation, self.stored_schema = data, validation, Path(stored_schema)
+
+    def fingerprint_data(self):
+        return [self.configured_labels(), self.validation.max_text_chars, bool(self.data.text_pair_column)]
+
+    def external_fingerprint(self):
+        return self.stored_schema.read_text() if self.stored_schema.exists() else None
+
+    def output_fingerprint(self, key, uri, execution_fingerprint):
+        # The same schema re-derived must not invalidate everything downstream.
+        return hashlib.sha256((uri / SCHEMA_FILE).read_bytes()).hexdigest()[:16]
+
+    def configured_labels(self) -> list[str]:
+        if self.data.labels and self.data.labels_file:
+            raise ConfigError("data: set labels or labels_file, not both")
+        if self.data.labels_file:
+            try:
+                labels = json.loads(Path(self.data.labels_file).read_text())
+            except (OSError, json.JSONDecodeError) as error:
+                raise ConfigError(f"data.labels_file: cannot read a JSON list from "
+                                  f"{self.data.labels_file}: {error}") from None
+            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+                raise ConfigError(f"data.labels_file: {self.data.labels_file} must hold a JSON list of strings")
+            return labels
+        return list(self.data.labels)
+
+    def execute(self, ctx: ExecutionContext):
+        labels = self.configured_labels()
+        if labels:
+            origin = "configuration"
+        elif self.stored_schema.exists():
+            labels, origin = read_json(self.stored_schema)["labels"], f"stored schema {self.stored_schema}"
+        else:
+            statistics = read_json(ctx.inputs["statistics"].uri / "statistics.json")
+            labels, origin = sorted(statistics["train"]["labels"]), "inferred from the training split"
+        if len(labels) < 2:
+            raise ConfigError(f"schema: a classifier needs at least 2 labels, found {labels} ({origin})")
+        schema = {
+            "labels": labels,
+            "max_text_chars": self.validation.max_text_chars,
+            "text_pair": bool(self.data.text_pair_column),
+        }
+        write_json(ctx.output_dirs["schema"] / SCHEMA_FILE, schema)
+        if not self.stored_schema.exists():
+            write_json(self.stored_schema, schema)
+        ctx.log.info("schema: %d labels (%s)", len(labels), origin)
+        return {"schema": {"num_labels": len(labels), "labels_from": origin}}

@@ -1,0 +1,46 @@
+"""Trainer: fine-tunes the BERT task model and exports the serving SavedModel.
+
+The model code lives in `tfx_pipeline.model.training.run_fn`; this component
+only maps artifacts to its arguments, as TFX's Trainer does with a module file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tfx_pipeline.beam.examples import split_pattern
+from tfx_pipeline.config import ModelConfig, TrainingConfig
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext, write_json
+from tfx_pipeline.model.training import TrainerArgs, run_fn
+
+
+class Trainer(Component):
+    OUTPUTS = {"model": "Model", "model_run": "ModelRun"}
+
+    def __init__(self, transformed_examples: Channel, transform_graph: Channel,
+                 model: ModelConfig, training: TrainingConfig):
+        super().__init__({"transformed_examples": transformed_examples, "transform_graph": transform_graph})
+        self.model, self.training = model, training
+
+    def fingerprint_data(self):
+        return [dataclasses.asdict(self.model), dataclasses.asdict(self.training)]
+
+    def execute(self, ctx: ExecutionContext):
+        examples = ctx.inputs["transformed_examples"]
+        args = TrainerArgs(
+            train_files=split_pattern(examples.uri, "train"),
+            eval_files=split_pattern(examples.uri, "eval"),
+            num_train_examples=examples.properties["split_counts"]["train"],
+            transform_graph_dir=ctx.inputs["transform_graph"].uri,
+            serving_model_dir=ctx.output_dirs["model"],
+            # Outside the output dirs, which are cleared on a restart: a killed
+            # training resumes from here.
+            backup_dir=ctx.execution_dir / "backup",
+            model_run_dir=ctx.output_dirs["model_run"],
+            model=self.model,
+            training=self.training,
+        )
+        summary = run_fn(args)
+        write_json(ctx.output_dirs["model_run"] / "training_summary.json", summary)
+        return {"model": {"text_pair": self.model.task == "text_pair_classification"},
+                "model_run": summary}

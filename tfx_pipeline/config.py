@@ -1,0 +1,292 @@
+"""Typed pipeline configuration: one dataclass per concern, loaded from YAML.
+
+A configuration file maps one-to-one onto `PipelineConfig`. Unknown keys and
+wrongly typed values are rejected with the dotted key path and the file name,
+so a typo never silently falls back to a default.
+
+Example:
+
+>>> cfg = PipelineConfig.from_dict({
+...     "name": "intent",
+...     "data": {"path": "train.csv", "text_column": "text", "label_column": "category"},
+... })
+>>> cfg.training.batch_size
+32
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where raw rows come from and which columns mean what."""
+
+    path: str  # File path or glob, local or any Beam filesystem (gs://, s3://).
+    text_column: str
+    label_column: str
+    format: Literal["auto", "csv", "tsv", "jsonl"] = "auto"
+    text_pair_column: Optional[str] = None  # Second text for pair tasks.
+    # Kept on every example so the evaluator can slice metrics by them.
+    extra_columns: tuple[str, ...] = ()
+    # Label vocabulary. Empty: inferred from the first run's data.
+    labels: tuple[str, ...] = ()
+    labels_file: Optional[str] = None  # JSON list of labels, instead of `labels`.
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """Deterministic split by a hash of the text: same text, same split."""
+
+    train: int = 80
+    eval: int = 20
+    test: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+    """What makes a row or a dataset anomalous."""
+
+    max_text_chars: int = 2000
+    max_bad_row_fraction: float = 0.05
+    # L-infinity distance between this run's and the previous run's label
+    # distribution above which the run is flagged (and stopped if `fail_on_skew`).
+    max_label_skew: float = 0.1
+    fail_on_skew: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """The BERT encoder, named as a keras-hub preset.
+
+    `preset` is a keras-hub preset name (`bert_base_en_uncased`), a local preset
+    directory, or `all-minilm-l6-v2` for the offline weights package. When
+    `architecture` is set, a freshly initialised backbone of that shape is
+    built on the preset's vocabulary instead (tiny models for tests).
+    """
+
+    preset: str = "all-minilm-l6-v2"
+    architecture: Optional[Mapping[str, int]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    backbone: BackboneConfig = BackboneConfig()
+    sequence_length: int = 64
+    task: Literal["text_classification", "text_pair_classification"] = "text_classification"
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributionConfig:
+    """Which tf.distribute strategy trains the model."""
+
+    strategy: Literal["default", "mirrored", "multi_worker_mirrored", "tpu"] = "default"
+    tpu: Optional[str] = None  # TPU name or grpc:// address for `tpu`.
+    # Mixed precision: `auto` picks bfloat16 on TPU, float16 on GPU, float32 on CPU.
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    steps_per_execution: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 3
+    batch_size: int = 32  # Per replica; the global batch scales with replicas.
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    early_stopping_patience: int = 2
+    jit_compile: bool = False
+    seed: int = 42
+    distribution: DistributionConfig = DistributionConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Blessing rules, TFX-style: an absolute floor and a change vs the baseline."""
+
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    lower_bound: float = 0.0
+    # candidate - baseline must be >= this. 0 blesses only a model at least as
+    # good as the pushed one; -0.01 tolerates a one-point regression.
+    min_change_vs_baseline: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    thresholds: Thresholds = Thresholds()
+    # Slice metrics by these extra columns; `text_length` is always computed.
+    slice_columns: tuple[str, ...] = ()
+    calibration_bins: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class PushConfig:
+    model_base_path: str = "work/models"
+    model_name: Optional[str] = None  # Defaults to the pipeline name.
+    num_warmup_requests: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    data: DataConfig
+    pipeline_root: str = "work/pipelines/${name}"
+    split: SplitConfig = SplitConfig()
+    validation: ValidationConfig = ValidationConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    push: PushConfig = PushConfig()
+    # Apache Beam pipeline options, e.g. ["--runner=DataflowRunner", "--project=p"].
+    beam_args: tuple[str, ...] = ("--runner=DirectRunner",)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.pipeline_root.replace("${name}", self.name))
+
+    @property
+    def model_name(self) -> str:
+        return self.push.model_name or self.name
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<config>") -> "PipelineConfig":
+        return _build(cls, data, "", source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, overrides: Mapping[str, Any] = {}) -> "PipelineConfig":
+        """Loads a YAML file, expanding ${VAR} and ${VAR:-default} in strings."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        for dotted, value in overrides.items():
+            _set_dotted(data, dotted, value)
+        return cls.from_dict(_expand_env(data), source=str(path))
+
+    def replace(self, **changes: Any) -> "PipelineConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parses a `--set training.epochs=2` override; the value is YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. training.epochs=2")
+    return key.strip(), yaml.safe_load(value)
+
+
+def section_fingerprint_data(*sections: Any) -> list[Any]:
+    """JSON-able form of config sections, for component fingerprints."""
+    return [dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s for s in sections]
+
+
+_ENV_PATTERN = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+        def substitute(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            if name == "name":  # ${name} is the pipeline name, resolved later.
+                return match.group(0)
+            if name in os.environ:
+                return os.environ[name]
+            if default is None:
+                raise ConfigError(f"environment variable {name} is not set (used in {value!r})")
+            return default
+        return _ENV_PATTERN.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v) for v in value]
+    return value
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {key} is not a section")
+    node[leaf] = value
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {prefix or 'top level'}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {_join(prefix, unknown[0])}; "
+            f"expected one of: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, field in fields.items():
+        key = _join(prefix, name)
+        if name in data:
+            values[name] = _coerce(hints[name], data[name], key, source)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing required key {key}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, source)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key, source)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin in (collections.abc.Mapping, dict) or hint in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+        value_type = args[1] if args else Any
+        return {str(k): _coerce(value_type, v, f"{key}.{k}", source) for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(f"{source}: {key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name

@@ -1,0 +1,1 @@
+"""Model quality: metrics, the blessing decision, and the human-readable report."""

@@ -1,0 +1,87 @@
+"""The SavedModel that TF Serving serves: raw strings in, classes out.
+
+Signatures:
+- `serving_default` (Predict): `text` DT_STRING [-1] (and `text_pair` for pair
+  tasks) -> `probabilities` [-1, C], `class_ids` [-1], `class_names` [-1],
+  `all_class_names` [-1, C].
+- `classify` (Classify API): `inputs`, serialized tf.Example with a bytes
+  feature `text` -> `classes` [-1, C], `scores` [-1, C].
+- `tokenize`: `text` -> `token_ids`, `padding_mask`, `segment_ids`; the ids
+  the model sees, for debugging and for checking training/serving skew.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from tfx_pipeline.model.preprocessing import TextPreprocessor
+
+CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
+
+
+def export_text_classifier(
+    model: keras.Model,
+    preprocessor: TextPreprocessor,
+    class_names: Sequence[str],
+    export_dir: str | Path,
+    text_pair: bool = False,
+) -> None:
+    preprocessor(tf.constant([""]))  # Builds the packing layer, which export requires.
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(preprocessor.packer)
+    all_names = tf.constant(list(class_names))
+    string_batch = tf.TensorSpec([None], tf.string)
+
+    def predict(text, pair=None):
+        probabilities = tf.nn.softmax(model(preprocessor(text, pair), training=False), axis=-1)
+        class_ids = tf.argmax(probabilities, axis=-1)
+        return {
+            "probabilities": probabilities,
+            "class_ids": class_ids,
+            "class_names": tf.gather(all_names, class_ids),
+            "all_class_names": tf.tile(all_names[tf.newaxis], [tf.shape(text)[0], 1]),
+        }
+
+    if text_pair:
+        def serving_default(text, text_pair):
+            return predict(text, text_pair)
+        archive.add_endpoint("serving_default", serving_default, [string_batch, string_batch])
+    else:
+        def serving_default(text):
+            return predict(text)
+        archive.add_endpoint("serving_default", serving_default, [string_batch])
+
+    example_spec = {"text": tf.io.FixedLenFeature([], tf.string)}
+    if text_pair:
+        example_spec["text_pair"] = tf.io.FixedLenFeature([], tf.string)
+
+    def classify(inputs):
+        features = tf.io.parse_example(inputs, example_spec)
+        outputs = predict(features["text"], features.get("text_pair"))
+        return {"classes": outputs["all_class_names"], "scores": outputs["probabilities"]}
+
+    archive.add_endpoint("classify", classify, [string_batch])
+
+    def tokenize(text):
+        features = preprocessor(text)
+        return {name: features[name] for name in ("token_ids", "padding_mask", "segment_ids")}
+
+    archive.add_endpoint("tokenize", tokenize, [string_batch])
+    archive.write_out(str(export_dir), verbose=False)
+    set_method_name(Path(export_dir), "classify", CLASSIFY_METHOD_NAME)
+
+
+def set_method_name(export_dir: Path, signature: str, method_name: str) -> None:
+    """TF Serving's Classify API requires the classify method name, which
+    TF2's SavedModel writer does not set; patch it into saved_model.pb."""
+    path = export_dir / "saved_model.pb"
+    saved_model = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.signature_def[signature].method_name = method_name
+    path.write_bytes(saved_model.SerializeToString())

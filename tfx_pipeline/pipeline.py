@@ -1,0 +1,51 @@
+"""The pipeline definition: a plain list of components wired by their artifacts.
+
+How it runs (locally, on which Beam runner, with which strategy) is decided
+elsewhere: `runner.py` executes it, the configuration says where.
+
+Example:
+
+>>> from tfx_pipeline.config import PipelineConfig
+>>> config = PipelineConfig.from_dict({"name": "intent", "data": {
+...     "path": "work/demo_data/intent.csv", "text_column": "text", "label_column": "category"}})
+>>> [c.id for c in create_pipeline(config).components]
+['ExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform', 'Trainer', 'Evaluator', 'Pusher']
+"""
+
+from __future__ import annotations
+
+from tfx_pipeline.beam.rows import ColumnMapping
+from tfx_pipeline.beam.examples import split_names
+from tfx_pipeline.components import (
+    Evaluator, ExampleGen, ExampleValidator, Pusher, SchemaGen, StatisticsGen, Trainer, Transform)
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.dsl import Pipeline
+
+
+def create_pipeline(config: PipelineConfig) -> Pipeline:
+    splits = split_names(config.split)
+    columns = list(ColumnMapping.from_config(config.data).fields())
+    state = config.root / "state"  # What a run leaves for the next: schema, last statistics.
+
+    example_gen = ExampleGen(config.data, config.split)
+    statistics_gen = StatisticsGen(example_gen.outputs["examples"], config.model, columns, splits)
+    schema_gen = SchemaGen(statistics_gen.outputs["statistics"], config.data, config.validation,
+                           stored_schema=state / "schema.json")
+    example_validator = ExampleValidator(
+        example_gen.outputs["examples"], statistics_gen.outputs["statistics"], schema_gen.outputs["schema"],
+        config.validation, splits, baseline_statistics=state / "statistics.json")
+    transform = Transform(example_validator.outputs["examples"], schema_gen.outputs["schema"], config.model, splits)
+    trainer = Trainer(transform.outputs["transformed_examples"], transform.outputs["transform_graph"],
+                      config.model, config.training)
+    evaluator = Evaluator(trainer.outputs["model"], example_validator.outputs["examples"], config.evaluation,
+                          config.push.model_base_path, config.model_name)
+    pusher = Pusher(trainer.outputs["model"], evaluator.outputs["blessing"], example_validator.outputs["examples"],
+                    config.push, config.model_name)
+
+    return Pipeline(
+        name=config.name,
+        root=config.root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, evaluator,
+                    pusher],
+        beam_args=config.beam_args,
+    )

@@ -1,0 +1,153 @@
+"""Executes a `Pipeline` on this machine, component by component.
+
+Each execution lives in `<root>/<component id>/<fingerprint>/`, where the
+fingerprint hashes the component's configuration, the fingerprints of its
+input artifacts, outside state it depends on and the pipeline's source code.
+A directory with `_SUCCESS` is a cache hit. A killed run leaves the last
+component's directory without `_SUCCESS`; running again skips everything that
+finished and restarts that component in the same directory (the Trainer picks
+up its checkpoints there).
+
+Every run writes a record, `<root>/runs/<run id>.json`, updated after each
+component so that even a crashed run can be inspected.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import json
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+from tfx_pipeline.dsl import Artifact, ExecutionContext, Pipeline, PipelineError, read_json, write_json
+
+_SUCCESS = "_SUCCESS"
+_OUTPUTS = "outputs.json"
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """Hash of the pipeline's code: a code change invalidates cached results."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class LocalDagRunner:
+    """Runs the components in order; Beam steps use the pipeline's Beam args."""
+
+    def __init__(self, log: logging.Logger | None = None):
+        self.log = log or logging.getLogger("tfx_pipeline")
+
+    def run(self, pipeline: Pipeline, run_metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        record: dict[str, Any] = {
+            "run_id": run_id,
+            "pipeline": pipeline.name,
+            "pipeline_root": str(pipeline.root),
+            "started": _now(),
+            "status": "running",
+            "components": [],
+            **(run_metadata or {}),
+        }
+        record_path = pipeline.root / "runs" / f"{run_id}.json"
+        write_json(record_path, record)
+        produced: dict[tuple[str, str], Artifact] = {}
+        try:
+            for component in pipeline.components:
+                entry = self._run_component(pipeline, component, produced, run_id)
+                record["components"].append(entry)
+                write_json(record_path, record)
+            record["status"] = "succeeded"
+        except BaseException as error:  # Recorded, then re-raised: KeyboardInterrupt too.
+            record["status"] = "failed"
+            record["error"] = f"{type(error).__name__}: {error}"
+            if not isinstance(error, (PipelineError, KeyboardInterrupt)):
+                record["traceback"] = traceback.format_exc()
+            raise
+        finally:
+            record["finished"] = _now()
+            record.update(_summarise(produced))
+            write_json(record_path, record)
+        return record
+
+    def _run_component(self, pipeline: Pipeline, component, produced, run_id: str) -> dict[str, Any]:
+        inputs = {key: produced[(ch.producer, ch.key)] for key, ch in component.inputs.items()}
+        execution_fp = fingerprint({
+            "component": type(component).__name__,
+            "source": source_fingerprint(),
+            "config": component.fingerprint_data(),
+            "external": component.external_fingerprint(),
+            "inputs": {key: artifact.fingerprint for key, artifact in inputs.items()},
+        })
+        execution_dir = pipeline.root / component.id / execution_fp
+        started = time.monotonic()
+        cached = (execution_dir / _SUCCESS).exists()
+        if cached:
+            self.log.info("%s: cached (%s)", component.id, execution_dir)
+            outputs = {key: Artifact.from_json(a) for key, a in read_json(execution_dir / _OUTPUTS).items()}
+        else:
+            resumed = execution_dir.exists()
+            self.log.info("%s: %s in %s", component.id, "resuming" if resumed else "running", execution_dir)
+            output_dirs = {key: execution_dir / key for key in component.outputs}
+            for directory in output_dirs.values():  # Leftovers of a killed attempt.
+                shutil.rmtree(directory, ignore_errors=True)
+            ctx = ExecutionContext(inputs, output_dirs, execution_dir, pipeline.beam_args, run_id,
+                                   self.log.getChild(component.id))
+            properties = component.execute(ctx)
+            outputs = {
+                key: Artifact(channel.type_name, output_dirs[key],
+                              component.output_fingerprint(key, output_dirs[key], execution_fp),
+                              dict(properties.get(key, {})))
+                for key, channel in component.outputs.items()
+            }
+            write_json(execution_dir / _OUTPUTS, {key: a.to_json() for key, a in outputs.items()})
+            (execution_dir / _SUCCESS).touch()
+        for key, artifact in outputs.items():
+            produced[(component.id, key)] = artifact
+        return {
+            "id": component.id,
+            "fingerprint": execution_fp,
+            "cached": cached,
+            "duration_s": round(time.monotonic() - started, 3),
+            "external_inputs": component.external_fingerprint(),
+            "artifacts": {key: a.to_json() for key, a in outputs.items()},
+        }
+
+
+def _summarise(produced: Mapping[tuple[str, str], Artifact]) -> dict[str, Any]:
+    """The headline facts of a run, lifted from artifact properties."""
+    summary: dict[str, Any] = {}
+    for (_, key), artifact in produced.items():
+        if key == "evaluation":
+            summary["metrics"] = artifact.properties.get("headline")
+        elif key == "blessing":
+            summary["blessed"] = artifact.properties.get("blessed")
+            summary["blessing_reason"] = artifact.properties.get("reason")
+        elif key == "pushed_model":
+            summary["pushed_version"] = artifact.properties.get("version")
+            summary["pushed_path"] = artifact.properties.get("path")
+    return summary
+
+
+def list_runs(root: Path) -> list[dict[str, Any]]:
+    """Run records under a pipeline root, newest first."""
+    paths = sorted((Path(root) / "runs").glob("*.json"), reverse=True)
+    return [read_json(p) for p in paths]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
