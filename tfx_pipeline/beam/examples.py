@@ -24,13 +24,14 @@ def encode_row(row: Mapping[str, Optional[str]]) -> bytes:
     for name, value in row.items():
         if value is not None:
             example.features.feature[name].bytes_list.value.append(value.encode("utf-8"))
-    return example.SerializeToString()
+    # Deterministic: sorted map keys, so equal rows are equal bytes on every worker.
+    return example.SerializeToString(deterministic=True)
 
 
 def decode_row(serialized: bytes) -> dict[str, Optional[str]]:
     example = example_pb2.Example.FromString(serialized)
     return {name: feature.bytes_list.value[0].decode("utf-8") if feature.bytes_list.value else None
-            for name, feature in example.features.feature.items()}
+            for name, feature in sorted(example.features.feature.items())}
 
 
 def encode_int_lists(features: Mapping[str, Any]) -> bytes:
@@ -39,7 +40,7 @@ def encode_int_lists(features: Mapping[str, Any]) -> bytes:
     for name, value in features.items():
         values = value if isinstance(value, (list, tuple)) else [value]
         example.features.feature[name].int64_list.value.extend(int(v) for v in values)
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 def split_of(row: Mapping[str, Optional[str]], split: SplitConfig) -> str:
@@ -83,9 +84,13 @@ class ReadSplit(beam.PTransform):
                 | "DecodeExamples" >> beam.Map(decode_row))
 
 
-def read_split_rows(artifact_uri: Path | str, split: str) -> list[dict[str, Optional[str]]]:
-    """All rows of one split, in this process (for small splits: eval, warm-up)."""
+def read_split_records(artifact_uri: Path | str, split: str) -> list[bytes]:
+    """All serialized examples of one split, in this process (for small splits)."""
     import tensorflow as tf
     files = tf.io.gfile.glob(split_pattern(artifact_uri, split))
-    dataset = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
-    return [decode_row(record) for record in dataset.as_numpy_iterator()]
+    return list(tf.data.TFRecordDataset(sorted(files), compression_type="GZIP").as_numpy_iterator())
+
+
+def read_split_rows(artifact_uri: Path | str, split: str) -> list[dict[str, Optional[str]]]:
+    """All rows of one split, in this process (for small splits: eval, warm-up)."""
+    return [decode_row(record) for record in read_split_records(artifact_uri, split)]

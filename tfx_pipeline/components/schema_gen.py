@@ -29,7 +29,9 @@ class SchemaGen(Component):
         return [self.configured_labels(), self.validation.max_text_chars, bool(self.data.text_pair_column)]
 
     def external_fingerprint(self):
-        return self.stored_schema.read_text() if self.stored_schema.exists() else None
+        if self.configured_labels() or not self.stored_schema.exists():
+            return None  # Configured labels win; the stored schema is not read.
+        return self.stored_schema.read_text()
 
     def output_fingerprint(self, key, uri, execution_fingerprint):
         # The same schema re-derived must not invalidate everything downstream.

