@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -63,3 +64,34 @@ def trained_suite(demo_data_dir, tmp_path_factory) -> TrainedSuite:
     records = {task: LocalDagRunner().run(create_pipeline(tiny_config(task, demo_data_dir, work_dir)))
                for task in ("intent", "sentiment")}
     return TrainedSuite(work_dir, work_dir / "models", records)
+
+
+SERVED_MODELS = ("intent", "sentiment")
+
+
+def write_model_config(path: Path, model_base_path: Path, names=SERVED_MODELS) -> Path:
+    entries = "".join(
+        f'  config {{ name: "{name}" base_path: "{model_base_path / name}" model_platform: "tensorflow" }}\n'
+        for name in names)
+    path.write_text("model_config_list {\n" + entries + "}\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_server(trained_suite, tmp_path_factory) -> Iterator[object]:
+    """A real server on loopback serving the pipeline-trained `intent` and `sentiment`
+    models, batching on; `.grpc_address` is `127.0.0.1:<port>`."""
+    from serving.cli import parse_flags
+    from serving.server import ModelServer
+
+    config = write_model_config(tmp_path_factory.mktemp("model_server") / "models.config",
+                                trained_suite.model_base_path)
+    options = parse_flags([f"--model_config_file={config}", "--enable_batching",
+                           f"--batching_parameters_file={REPO / 'infra/serving/batching.config'}"])
+    options = dataclasses.replace(
+        options,
+        endpoints=dataclasses.replace(options.endpoints, grpc_port=0, rest_port=0, bind_address="127.0.0.1"),
+        models=dataclasses.replace(options.models, file_system_poll_wait_seconds=0.5))
+    server = ModelServer(options).start()
+    yield server
+    server.stop(drain_timeout_seconds=5)

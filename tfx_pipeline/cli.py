@@ -79,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(config: PipelineConfig, verbose: bool, config_path: Path) -> int:
     _configure_logging(verbose)
+    if config.training.distribution.logical_cpu_devices:
+        # Before any TensorFlow op runs in this process (Beam steps run TF too).
+        from tfx_pipeline.model.distribution import split_cpu
+        split_cpu(config.training.distribution.logical_cpu_devices)
     from tfx_pipeline.pipeline import create_pipeline
     from tfx_pipeline.runner import LocalDagRunner
 

@@ -80,7 +80,7 @@ class BackboneConfig:
     """
 
     preset: str = "all-minilm-l6-v2"
-    architecture: Optional[Mapping[str, int]] = None
+    architecture: Optional[Mapping[str, Any]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,9 @@ class DistributionConfig:
     # Mixed precision: `auto` picks bfloat16 on TPU, float16 on GPU, float32 on CPU.
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     steps_per_execution: int = 1
+    # Splits the CPU into this many logical devices before the strategy is
+    # made, so multi-replica code runs on a laptop; 0 leaves devices alone.
+    logical_cpu_devices: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -119,10 +119,9 @@ def test_variable_length_inputs_pad_or_stay_apart(make_scheduler):
 
     apart = make_scheduler(max_batch_size=4, batch_timeout_micros=30_000_000, num_batch_threads=1)
     queue = apart.queue(QUEUE, widths)
-    first = queue.submit({"x": np.zeros((1, 2))})
-    second = queue.submit({"x": np.zeros((4, 5))})  # other width: closes the first batch, fills its own
-    assert first.result(timeout=30)["n"].tolist() == [2]
-    assert second.result(timeout=30)["n"].tolist() == [5, 5, 5, 5]
+    # Interleaved widths still form one batch per width, each full at 4 rows.
+    futures = [queue.submit({"x": np.zeros((2, width))}) for width in (2, 5, 2, 5)]
+    assert [f.result(timeout=30)["n"].tolist() for f in futures] == [[2, 2], [5, 5], [2, 2], [5, 5]]
 
     padded = make_scheduler(
         max_batch_size=4, batch_timeout_micros=30_000_000, num_batch_threads=1, pad_variable_length_inputs=True
@@ -138,6 +137,34 @@ def test_variable_length_inputs_pad_or_stay_apart(make_scheduler):
     b = queue.submit({"x": np.ones((3, 5))})  # padded with zeros into one batch of 4
     assert a.result(timeout=30)["n"].tolist() == [2] and b.result(timeout=30)["n"].tolist() == [5, 5, 5]
     assert len(seen) == 1 and seen[0].shape == (4, 5)
+
+
+def test_texts_are_grouped_by_length(make_scheduler):
+    scheduler = make_scheduler(max_batch_size=2, batch_timeout_micros=30_000_000, num_batch_threads=1)
+    seen = []
+
+    def lengths(inputs):
+        seen.append([len(t) for t in inputs["text"]])
+        return {"n": np.array([len(t) for t in inputs["text"]])}
+
+    queue = scheduler.queue(QUEUE, lengths)
+    short, long = b"lost card", b" ".join([b"word"] * 40)
+    futures = [queue.submit({"text": np.array([t], dtype=object)}) for t in (short, long, short, long)]
+    assert [f.result(timeout=30)["n"].tolist() for f in futures] == [[9], [len(long)], [9], [len(long)]]
+    assert sorted(seen) == [[9, 9], [len(long), len(long)]]
+
+
+def test_grouped_queue_limit_counts_rows(make_scheduler):
+    scheduler = make_scheduler(
+        max_batch_size=4, batch_timeout_micros=30_000_000, max_enqueued_batches=1, num_batch_threads=1
+    )
+    queue = scheduler.queue(QUEUE, lambda inputs: {"n": np.zeros(len(inputs["text"]))})
+    first = queue.submit({"text": np.array([b"short"] * 3, dtype=object)})
+    with pytest.raises(ServingError) as info:  # another bucket, but 3 + 2 rows > 1 batch of 4
+        queue.submit({"text": np.array([b" ".join([b"w"] * 40)] * 2, dtype=object)})
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    queue.submit({"text": np.array([b"tiny"], dtype=object)})  # fills the first batch
+    assert first.result(timeout=30)["n"].shape == (3,)
 
 
 def test_closed_queue_drains_then_refuses(make_scheduler):

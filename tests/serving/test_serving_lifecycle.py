@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from serving.servable import Servable
 from serving.server import ModelServer
 
 import serving_saved_models as saved_models
-from conftest import wait_for
+from conftest import in_process_options, wait_for, write_models_config
 
 
 def start_server(base: Path, *, batching: BatchingConfig | None = None, models=None) -> ModelServer:
@@ -239,3 +240,33 @@ def test_reload_config_labels_and_models(exports, tmp_path):
     finally:
         client.close()
         server.stop(drain_timeout_seconds=5)
+
+
+def test_model_config_file_is_polled(exports, tmp_path, caplog):
+    saved_models.publish_version(exports.intent_v1, tmp_path / "intent", 1)
+    saved_models.publish_version(exports.regressor, tmp_path / "regressor", 1)
+    config = write_models_config(tmp_path / "models.config", {"intent": tmp_path / "intent"})
+    options = in_process_options([f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1"])
+    options = dataclasses.replace(
+        options, models=dataclasses.replace(options.models, model_config_file_poll_wait_seconds=0.2)
+    )
+    server = ModelServer(options).start()
+    client = client_for(server, max_attempts=1)
+    try:
+        write_models_config(config, {"intent": tmp_path / "intent", "regressor": tmp_path / "regressor"})
+        wait_for(lambda: _serves(client, "regressor"), what="regressor added from the config file")
+        config.write_text("model_config_list { config { name: 'broken' ")  # a bad edit is not applied
+        wait_for(lambda: any("keeping the current models" in r.getMessage() for r in caplog.records),
+                 what="the bad config file read and refused")
+        assert client.predict("intent", ["still served"]).version == 1
+        assert client.regress("regressor", [{"x": 0.0}], signature="regress") == [1.0]
+    finally:
+        client.close()
+        server.stop(drain_timeout_seconds=5)
+
+
+def _serves(client: ServingClient, model: str) -> bool:
+    try:
+        return "AVAILABLE" in client.model_status(model).values()
+    except ServingRpcError:
+        return False

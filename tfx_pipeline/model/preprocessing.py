@@ -76,6 +76,8 @@ class TextPreprocessor:
         """Features for a batch of strings, padded only to the longest text
         (rounded up to PAD_MULTIPLE); positions beyond it would be masked anyway."""
         features = self.packer(text if text_pair is None else (text, text_pair))
+        # int32 like keras-hub's BertBackbone inputs (a bool mask breaks cross-replica sums).
+        features["padding_mask"] = tf.cast(features["padding_mask"], tf.int32)
         return trim_padding(features)
 
     def word_pieces(self, texts: Sequence[str]) -> list[list[int]]:
@@ -91,7 +93,7 @@ class TextPreprocessor:
 
     def token_and_segment_id_lists(self, text, text_pair=None) -> tuple[list[list[int]], list[list[int]]]:
         features = self(tf.constant(list(text)), None if text_pair is None else tf.constant(list(text_pair)))
-        lengths = tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), axis=1).numpy()
+        lengths = tf.reduce_sum(features["padding_mask"], axis=1).numpy()
         ids, segments = features["token_ids"].numpy(), features["segment_ids"].numpy()
         return ([row[:n].tolist() for row, n in zip(ids, lengths)],
                 [row[:n].tolist() for row, n in zip(segments, lengths)])
@@ -99,7 +101,7 @@ class TextPreprocessor:
 
 def trim_padding(features: dict[str, tf.Tensor], multiple: int = PAD_MULTIPLE) -> dict[str, tf.Tensor]:
     """Cuts padding columns that no row of the batch uses."""
-    longest = tf.reduce_max(tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), axis=1))
+    longest = tf.reduce_max(tf.reduce_sum(features["padding_mask"], axis=1))
     width = tf.minimum((longest + multiple - 1) // multiple * multiple, tf.shape(features["token_ids"])[1])
     width = tf.maximum(width, 1)
     return {name: value[:, :width] for name, value in features.items()}

@@ -20,7 +20,7 @@ def feature_inputs() -> dict[str, keras.KerasTensor]:
     """Token ids, padding mask and segment ids of any sequence length."""
     return {
         "token_ids": keras.Input(shape=(None,), dtype="int32", name="token_ids"),
-        "padding_mask": keras.Input(shape=(None,), dtype="bool", name="padding_mask"),
+        "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask"),
         "segment_ids": keras.Input(shape=(None,), dtype="int32", name="segment_ids"),
     }
 

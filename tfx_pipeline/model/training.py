@@ -83,9 +83,15 @@ def run_fn(args: TrainerArgs) -> dict[str, Any]:
     preprocessor, class_names = load_transform_graph(args.transform_graph_dir)
 
     global_batch = training.batch_size * strategy.num_replicas_in_sync
-    train_data = make_dataset(args.train_files, global_batch, args.model.sequence_length, shuffle=True,
-                              seed=training.seed)
-    eval_data = make_dataset(args.eval_files, global_batch, args.model.sequence_length, shuffle=False)
+
+    def input_fn(files: str, shuffle: bool):
+        # Global batches; the strategy shards them across workers (by file, or
+        # by example when there are fewer files than workers) and splits each
+        # batch across the replicas, so N replicas see what one device would.
+        return strategy.experimental_distribute_dataset(make_dataset(
+            files, global_batch, args.model.sequence_length, shuffle=shuffle, seed=training.seed))
+
+    train_data, eval_data = input_fn(args.train_files, shuffle=True), input_fn(args.eval_files, shuffle=False)
     # Length bucketing leaves a few partial batches per epoch; the estimate only shapes the schedule.
     steps_per_epoch = math.ceil(args.num_train_examples / global_batch)
 

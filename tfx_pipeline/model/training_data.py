@@ -24,13 +24,9 @@ def make_dataset(
     sequence_length: int,
     shuffle: bool,
     seed: int = 0,
-    input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
-    """Yields (features, label_id) batches; sharded per input pipeline when
-    `input_context` comes from a distribution strategy."""
+    """Yields (features, label_id) batches of `batch_size` examples."""
     files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
-    if input_context and input_context.num_input_pipelines > 1:
-        files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if shuffle:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
@@ -40,7 +36,7 @@ def make_dataset(
         element_length_func=lambda features, label: tf.shape(features["token_ids"])[0],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padding_values=({"token_ids": 0, "segment_ids": 0, "padding_mask": False}, None),
+        padding_values=({"token_ids": 0, "segment_ids": 0, "padding_mask": 0}, None),
     )
     return dataset.map(_pad_to_multiple).prefetch(tf.data.AUTOTUNE)
 
@@ -52,7 +48,7 @@ def _parse(record: tf.Tensor):
     # Single-text examples store no segment ids: all zeros.
     segment_ids = tf.cond(tf.size(segment_ids) > 0, lambda: segment_ids, lambda: tf.zeros_like(token_ids))
     features = {"token_ids": token_ids, "segment_ids": segment_ids,
-                "padding_mask": tf.ones_like(token_ids, dtype=tf.bool)}
+                "padding_mask": tf.ones_like(token_ids)}
     return features, parsed["label_id"]
 
 

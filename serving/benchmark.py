@@ -1,0 +1,467 @@
+"""Closed-loop gRPC load generator for an exported text classifier.
+
+Starts ``python -m serving`` on the model (once with batching off, once
+on), drives it with N concurrent clients sending one real Banking77 text
+per request, and prints throughput and p50/p99 latency.  In the same run it
+measures the SavedModel signature called in-process at several batch sizes,
+the ceiling a server can approach, and checks the targets:
+
+- batching on: server throughput at saturation >= 85 % of the best in-process figure
+- p99 latency at half the saturation rate <= 3x the single-request latency (p50, one client)
+- server resident memory flat over a steady load (``--soak_seconds``; 600 for the real run)
+
+Not part of the tests: it takes minutes and prints numbers.  Example::
+
+    python -m serving.benchmark --model_path /models/intent/3 --clients 64 --soak_seconds 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from serving.batching import estimate_tokens
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "banking77" / "train.csv"
+INFRA_BATCHING = REPO / "infra" / "serving" / "batching.config"
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What to load, how hard, for how long."""
+
+    model_path: Path
+    model_name: str = "intent"
+    data: Path = DEFAULT_DATA
+    signature: str = "serving_default"
+    input_name: str = "text"
+    clients: int = 64
+    duration_seconds: float = 30.0
+    warmup_seconds: float = 5.0
+    soak_seconds: float = 60.0
+    in_process_batch_sizes: tuple[int, ...] = (1, 8, 16, 32, 64)
+    in_process_seconds: float = 10.0
+    batching_parameters_file: Path = INFRA_BATCHING
+    group_by_text_length: bool = True
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+
+
+@dataclass
+class LoadResult:
+    """One load phase."""
+
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    def summary(self) -> dict:
+        return {
+            "phase": self.name,
+            "requests": self.requests,
+            "errors": self.errors,
+            "throughput_per_s": round(self.throughput, 1),
+            "p50_ms": round(self.percentile(50), 1),
+            "p99_ms": round(self.percentile(99), 1),
+        }
+
+
+def read_texts(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle) if row.get("text")]
+    if not texts:
+        raise SystemExit(f"no texts in {path} (expected a 'text' column)")
+    return texts
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _base_path_for(model_path: Path, workdir: Path) -> Path:
+    """A model base path: ``model_path`` itself, or a temp one linking a version dir as 1."""
+    if (model_path / "saved_model.pb").is_file():
+        base = workdir / "base"
+        base.mkdir()
+        (base / "1").symlink_to(model_path.resolve(), target_is_directory=True)
+        return base
+    return model_path
+
+
+# -- in-process ceiling ------------------------------------------------------------------
+
+
+def measure_in_process(config: BenchmarkConfig, texts: Sequence[str]) -> dict[str, float]:
+    """Examples/s of the signature called directly, per batch size (random and length-grouped batches)."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (ops used by the graph)
+
+    if config.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    if config.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+    version_dir = config.model_path
+    if not (version_dir / "saved_model.pb").is_file():
+        version_dir = max((p for p in version_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    function = tf.saved_model.load(str(version_dir)).signatures[config.signature]
+
+    def throughput(batches: list[list[str]]) -> float:
+        function(**{config.input_name: tf.constant(batches[0])})  # first call warms up
+        examples, started, index = 0, time.perf_counter(), 0
+        while time.perf_counter() - started < config.in_process_seconds:
+            batch = batches[index % len(batches)]
+            function(**{config.input_name: tf.constant(batch)})
+            examples += len(batch)
+            index += 1
+        return examples / (time.perf_counter() - started)
+
+    results = {}
+    rng = random.Random(0)
+    for batch_size in config.in_process_batch_sizes:
+        sample = rng.sample(list(texts), batch_size * 16)
+        shuffled = [sample[i * batch_size : (i + 1) * batch_size] for i in range(16)]
+        # The same texts, batched by length as the server groups them.
+        by_length = sorted(sample, key=estimate_tokens)
+        grouped = [by_length[i * batch_size : (i + 1) * batch_size] for i in range(16)]
+        results[f"{batch_size}"] = throughput(shuffled)
+        results[f"{batch_size} grouped"] = throughput(grouped) if batch_size > 1 else results[f"{batch_size}"]
+        print(
+            f"  in-process batch {batch_size:>3}: {results[str(batch_size)]:8.1f} examples/s random, "
+            f"{results[f'{batch_size} grouped']:8.1f} grouped by length",
+            flush=True,
+        )
+    return results
+
+
+# -- the server under test ------------------------------------------------------------------
+
+
+class ServerProcess:
+    """``python -m serving`` in a subprocess, on free loopback ports."""
+
+    def __init__(self, config: BenchmarkConfig, base_path: Path, workdir: Path, batching: bool) -> None:
+        self.port = _free_port()
+        args = [
+            sys.executable, "-m", "serving", f"--port={self.port}", "--bind_address=127.0.0.1",
+            f"--model_name={config.model_name}", f"--model_base_path={base_path}",
+        ]
+        if config.intra_op_threads:
+            args.append(f"--tensorflow_intra_op_parallelism={config.intra_op_threads}")
+        if config.inter_op_threads:
+            args.append(f"--tensorflow_inter_op_parallelism={config.inter_op_threads}")
+        if batching:
+            args += [
+                "--enable_batching",
+                f"--batching_parameters_file={config.batching_parameters_file}",
+                f"--batching_group_by_text_length={str(config.group_by_text_length).lower()}",
+            ]
+        self.log = open(workdir / f"server-batching-{'on' if batching else 'off'}.log", "w")
+        self.process = subprocess.Popen(args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+# -- load generation ------------------------------------------------------------------------
+
+
+def closed_loop(name: str, call: Callable[[str], None], texts: Sequence[str], clients: int, seconds: float) -> LoadResult:
+    """``clients`` threads, each sending its next request as soon as the last one returns."""
+    stop_at = time.perf_counter() + seconds
+    lock = threading.Lock()
+    result = LoadResult(name=name, requests=0, errors=0, seconds=seconds)
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        latencies, errors = [], 0
+        while time.perf_counter() < stop_at:
+            text = texts[rng.randrange(len(texts))]
+            started = time.perf_counter()
+            try:
+                call(text)
+                latencies.append((time.perf_counter() - started) * 1000)
+            except Exception:  # noqa: BLE001 - counted, the load goes on
+                errors += 1
+        with lock:
+            result.latencies_ms.extend(latencies)
+            result.requests += len(latencies)
+            result.errors += errors
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def open_loop(
+    name: str,
+    call: Callable[[str], None],
+    texts: Sequence[str],
+    rate: float,
+    seconds: float,
+    on_tick: Callable[[], None] | None = None,
+) -> LoadResult:
+    """Requests sent at a fixed rate; latency counts from the scheduled send time."""
+    result = LoadResult(name=name, requests=0, errors=0, seconds=seconds)
+    lock = threading.Lock()
+    rng = random.Random(1)
+
+    def send(scheduled: float, text: str) -> None:
+        try:
+            call(text)
+            latency = (time.perf_counter() - scheduled) * 1000
+            with lock:
+                result.latencies_ms.append(latency)
+                result.requests += 1
+        except Exception:  # noqa: BLE001
+            with lock:
+                result.errors += 1
+
+    started = time.perf_counter()
+    next_tick = started
+    with ThreadPoolExecutor(max_workers=256) as pool:
+        index = 0
+        while True:
+            scheduled = started + index / rate
+            if scheduled - started >= seconds:
+                break
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(send, scheduled, texts[rng.randrange(len(texts))])
+            index += 1
+            if on_tick is not None and time.perf_counter() >= next_tick:
+                on_tick()
+                next_tick += 5.0
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _predict_call(address: str, config: BenchmarkConfig) -> tuple[Callable[[str], None], Callable[[], None]]:
+    from serving.client import ClientConfig, RetryPolicy, ServingClient, build_predict_request
+
+    client = ServingClient(ClientConfig(address=address, timeout_seconds=60, retry=RetryPolicy(max_attempts=1)))
+
+    def call(text: str) -> None:
+        client.predict_request(
+            build_predict_request(config.model_name, [text], input_name=config.input_name, signature=config.signature)
+        )
+
+    return call, client.close
+
+
+def run_server_phases(
+    config: BenchmarkConfig, texts: Sequence[str], base_path: Path, workdir: Path, batching: bool
+) -> dict:
+    from serving.client import ClientConfig, RetryPolicy, ServingClient
+
+    label = "on" if batching else "off"
+    server = ServerProcess(config, base_path, workdir, batching)
+    try:
+        waiter = ServingClient(ClientConfig(address=server.address, retry=RetryPolicy(max_attempts=1000, max_backoff_seconds=1)))
+        waiter.wait_until_available(config.model_name, timeout_seconds=600)
+        waiter.close()
+        call, close = _predict_call(server.address, config)
+        closed_loop("warm-up", call, texts, config.clients, config.warmup_seconds)
+        single = closed_loop(f"batching {label}: 1 client", call, texts, 1, config.duration_seconds)
+        print(f"  {single.summary()}", flush=True)
+        saturated = closed_loop(
+            f"batching {label}: {config.clients} clients", call, texts, config.clients, config.duration_seconds
+        )
+        print(f"  {saturated.summary()}", flush=True)
+        phases = {"single": single, "saturated": saturated}
+        if batching:
+            half = open_loop(
+                f"batching {label}: half saturation rate", call, texts, saturated.throughput / 2, config.duration_seconds
+            )
+            print(f"  {half.summary()}", flush=True)
+            phases["half_rate"] = half
+            samples: list[tuple[float, float]] = []
+            soak_started = time.perf_counter()
+            soak = open_loop(
+                f"batching {label}: steady load (soak)",
+                call,
+                texts,
+                saturated.throughput / 2,
+                config.soak_seconds,
+                on_tick=lambda: samples.append((time.perf_counter() - soak_started, server.rss_mb())),
+            )
+            samples.append((time.perf_counter() - soak_started, server.rss_mb()))
+            print(f"  {soak.summary()}", flush=True)
+            phases["soak"] = soak
+            phases["rss_samples"] = samples
+        close()
+        return phases
+    finally:
+        server.stop()
+
+
+def memory_verdict(samples: Sequence[tuple[float, float]]) -> dict:
+    """Flat: the second half of the soak grew < 1 %, and the fitted slope is < 2 % of RSS per 10 minutes."""
+    times = np.array([t for t, _ in samples])
+    rss = np.array([m for _, m in samples])
+    slope_per_min = float(np.polyfit(times, rss, 1)[0] * 60) if len(samples) > 2 else 0.0
+    half = len(rss) // 2
+    growth = float((rss[-1] - rss[half]) / rss[half]) if len(rss) > 1 else 0.0
+    return {
+        "rss_start_mb": round(float(rss[0]), 1),
+        "rss_end_mb": round(float(rss[-1]), 1),
+        "rss_max_mb": round(float(rss.max()), 1),
+        "slope_mb_per_min": round(slope_per_min, 2),
+        "second_half_growth_pct": round(growth * 100, 2),
+        "flat": bool(growth < 0.01 and slope_per_min * 10 < 0.02 * rss[0]),
+    }
+
+
+def run(config: BenchmarkConfig) -> dict:
+    texts = read_texts(config.data)
+    print(f"{len(texts)} texts from {config.data}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="serving-benchmark-") as tmp:
+        workdir = Path(tmp)
+        base_path = _base_path_for(config.model_path, workdir)
+        print("in-process signature calls:", flush=True)
+        in_process = measure_in_process(config, texts)
+        best_batch = max(in_process, key=in_process.get)
+        print("server, batching off:", flush=True)
+        off = run_server_phases(config, texts, base_path, workdir, batching=False)
+        print("server, batching on:", flush=True)
+        on = run_server_phases(config, texts, base_path, workdir, batching=True)
+
+    single_p50 = off["single"].percentile(50)
+    ratio = on["saturated"].throughput / in_process[best_batch]
+    p99_ratio = on["half_rate"].percentile(99) / single_p50
+    memory = memory_verdict(on["rss_samples"])
+    report = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "in_process_examples_per_s": {k: round(v, 1) for k, v in in_process.items()},
+        "best_in_process_batch": best_batch,
+        "phases": [p.summary() for p in (off["single"], off["saturated"], on["single"], on["saturated"],
+                                          on["half_rate"], on["soak"])],
+        "memory": memory,
+        "targets": {
+            "saturation_vs_in_process": {"value": round(ratio, 3), "target": ">= 0.85", "pass": ratio >= 0.85},
+            "half_rate_p99_vs_single_p50": {"value": round(p99_ratio, 2), "target": "<= 3", "pass": p99_ratio <= 3},
+            "memory_flat": {"value": memory["slope_mb_per_min"], "target": "flat", "pass": memory["flat"]},
+        },
+    }
+    return report
+
+
+def print_report(report: dict) -> None:
+    print("\n=== results ===")
+    print("in-process examples/s by batch size:", report["in_process_examples_per_s"])
+    print("best in-process (the reference):", report["best_in_process_batch"])
+    print(f"{'phase':<42}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for phase in report["phases"]:
+        print(f"{phase['phase']:<42}{phase['throughput_per_s']:>9}{phase['p50_ms']:>9}{phase['p99_ms']:>9}"
+              f"{phase['errors']:>8}")
+    print("memory:", report["memory"])
+    for name, target in report["targets"].items():
+        print(f"target {name}: {target['value']} (want {target['target']}) -> {'PASS' if target['pass'] else 'FAIL'}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, Path | None]:
+    defaults = BenchmarkConfig(model_path=Path("."))
+    parser = argparse.ArgumentParser(prog="python -m serving.benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_path", type=Path, required=True,
+                        help="a SavedModel version directory, or a model base path of numbered versions")
+    parser.add_argument("--model_name", default=defaults.model_name)
+    parser.add_argument("--data", type=Path, default=defaults.data, help="CSV with a 'text' column")
+    parser.add_argument("--signature", default=defaults.signature)
+    parser.add_argument("--input_name", default=defaults.input_name)
+    parser.add_argument("--clients", type=int, default=defaults.clients, help="concurrent closed-loop clients")
+    parser.add_argument("--duration_seconds", type=float, default=defaults.duration_seconds)
+    parser.add_argument("--warmup_seconds", type=float, default=defaults.warmup_seconds)
+    parser.add_argument("--soak_seconds", type=float, default=defaults.soak_seconds,
+                        help="steady load for the memory check (600 for the real run)")
+    parser.add_argument("--in_process_batch_sizes", default=",".join(map(str, defaults.in_process_batch_sizes)))
+    parser.add_argument("--in_process_seconds", type=float, default=defaults.in_process_seconds)
+    parser.add_argument("--batching_parameters_file", type=Path, default=defaults.batching_parameters_file,
+                        help="BatchingParameters for the batching-on runs (default: infra/serving/batching.config)")
+    parser.add_argument("--group_by_text_length", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
+    parser.add_argument("--intra_op_threads", type=int, default=defaults.intra_op_threads)
+    parser.add_argument("--inter_op_threads", type=int, default=defaults.inter_op_threads)
+    parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    args = parser.parse_args(argv)
+    config = BenchmarkConfig(
+        model_path=args.model_path,
+        model_name=args.model_name,
+        data=args.data,
+        signature=args.signature,
+        input_name=args.input_name,
+        clients=args.clients,
+        duration_seconds=args.duration_seconds,
+        warmup_seconds=args.warmup_seconds,
+        soak_seconds=args.soak_seconds,
+        in_process_batch_sizes=tuple(int(b) for b in args.in_process_batch_sizes.split(",")),
+        in_process_seconds=args.in_process_seconds,
+        batching_parameters_file=args.batching_parameters_file,
+        group_by_text_length=args.group_by_text_length,
+        intra_op_threads=args.intra_op_threads,
+        inter_op_threads=args.inter_op_threads,
+    )
+    return config, args.json
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config, json_path = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    report = run(config)
+    print_report(report)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2))
+    return 0 if all(t["pass"] for t in report["targets"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""App tests share `model_server` and `trained_suite` from tests/conftest.py."""

@@ -1,0 +1,165 @@
+"""Pipeline benchmarks that print numbers (not part of the tests).
+
+    python -m tfx_pipeline.benchmarks beam            # preprocessing rows/s, 1 vs 2 workers
+    python -m tfx_pipeline.benchmarks trainer         # training examples/s: default vs XLA, oneDNN off vs on
+    python -m tfx_pipeline.benchmarks memory          # peak RSS of a whole pipeline run on Banking77
+    python -m tfx_pipeline.benchmarks full-training   # Banking77 and Financial PhraseBank: accuracy, F1, time
+    python -m tfx_pipeline.benchmarks all
+
+Every comparison is measured in the same run, on the same data, so the
+ratios hold on whatever machine prints them. Data comes from
+../shared/data (SUITE_SHARED_DATA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import tfx_pipeline  # noqa: F401  Environment defaults before TensorFlow loads.
+from tfx_pipeline.config import PipelineConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = Path(__file__).parent / "configs"
+DATA_COMPONENTS = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform")
+TWO_WORKERS = ("--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+
+
+def banking77_config(work: Path, **overrides) -> PipelineConfig:
+    return PipelineConfig.from_file(CONFIGS / "banking77.yaml", {
+        "pipeline_root": str(work / "pipeline"), "push.model_base_path": str(work / "models"), **overrides})
+
+
+def benchmark_beam(work: Path) -> dict:
+    """ExampleGen → Transform on Banking77 with one and with two worker processes."""
+    from tfx_pipeline.beam.examples import read_split_records
+    from tfx_pipeline.dsl import Pipeline
+    from tfx_pipeline.pipeline import create_pipeline
+    from tfx_pipeline.runner import LocalDagRunner
+
+    results, examples = {}, {}
+    for name, beam_args in (("1 worker", ("--runner=DirectRunner",)), ("2 workers", TWO_WORKERS)):
+        config = banking77_config(work / name.replace(" ", "_")).replace(beam_args=beam_args)
+        full = create_pipeline(config)
+        data_only = Pipeline(full.name, full.root, [c for c in full.components if c.id in DATA_COMPONENTS],
+                             beam_args)
+        started = time.perf_counter()
+        record = LocalDagRunner().run(data_only)
+        seconds = time.perf_counter() - started
+        gen = next(c for c in record["components"] if c["id"] == "ExampleGen")["artifacts"]["examples"]
+        rows = gen["properties"]["rows_read"]
+        results[name] = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds, 1),
+                         "per_component_s": {c["id"]: c["duration_s"] for c in record["components"]}}
+        transformed = next(c for c in record["components"] if c["id"] == "Transform")
+        uri = transformed["artifacts"]["transformed_examples"]["uri"]
+        examples[name] = {split: sorted(read_split_records(uri, split)) for split in ("train", "eval")}
+    results["identical_examples"] = examples["1 worker"] == examples["2 workers"]
+    results["ratio_2_vs_1"] = round(results["2 workers"]["rows_per_second"] / results["1 worker"]["rows_per_second"], 2)
+    return results
+
+
+def _trainer_worker(steps: int) -> dict:
+    """Examples/s of MiniLM training steps on real Banking77 texts, default vs XLA, in one process."""
+    import csv
+
+    import keras
+    import tensorflow as tf
+
+    from tfx_pipeline.config import BackboneConfig
+    from tfx_pipeline.model.backbone import load_backbone
+    from tfx_pipeline.model.preprocessing import TextPreprocessor
+    from tfx_pipeline.model.tasks import build_text_classifier
+
+    config = banking77_config(Path(tempfile.mkdtemp()))
+    with open(config.data.path, newline="") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)][:32 * steps]
+    preprocessor = TextPreprocessor.from_preset(config.model.backbone.preset, config.model.sequence_length)
+    batches = [preprocessor(tf.constant(texts[i:i + 32])) for i in range(0, len(texts), 32)]
+    labels = tf.zeros([32], tf.int64)
+    result = {"sequence_length": config.model.sequence_length,
+              "batch_shapes": sorted({int(b["token_ids"].shape[1]) for b in batches})}
+    for mode, jit in (("default", False), ("xla", True)):
+        model = build_text_classifier(load_backbone(BackboneConfig(), preprocessor.vocabulary_size, 64), 77)
+        model.compile(optimizer=keras.optimizers.AdamW(5e-5), jit_compile=jit,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        for batch in {int(b["token_ids"].shape[1]): b for b in batches}.values():  # Compile each shape once.
+            model.train_on_batch(batch, labels)
+        started = time.perf_counter()
+        for batch in batches:
+            model.train_on_batch(batch, labels)
+        result[mode] = round(32 * len(batches) / (time.perf_counter() - started), 1)
+    result["xla_vs_default"] = round(result["xla"] / result["default"], 2)
+    return result
+
+
+def benchmark_trainer(steps: int = 12) -> dict:
+    """The worker twice, oneDNN off and on (it is read when TensorFlow loads)."""
+    results = {}
+    for onednn in ("0", "1"):
+        output = subprocess.run(
+            [sys.executable, "-m", "tfx_pipeline.benchmarks", "_trainer-worker", "--steps", str(steps)],
+            env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn}, capture_output=True, text=True, check=True)
+        results[f"onednn={onednn}"] = json.loads(output.stdout.strip().splitlines()[-1])
+    results["onednn_on_vs_off"] = round(results["onednn=1"]["default"] / results["onednn=0"]["default"], 2)
+    return results
+
+
+def benchmark_memory(work: Path, epochs: int = 1) -> dict:
+    """Peak resident memory of a full pipeline run on Banking77 (largest process)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tfx_pipeline", "run", "--config", str(CONFIGS / "banking77.yaml"),
+                    "--set", f"pipeline_root={work / 'memory'}", "--set", f"push.model_base_path={work / 'models'}",
+                    "--set", f"training.epochs={epochs}"], check=True, capture_output=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"epochs": epochs, "peak_rss_gib": round(peak_kib / 2**20, 2), "limit_gib": 6,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def benchmark_full_training(work: Path) -> dict:
+    """Both real tasks end to end, as configured (MiniLM); validation is a split of the training rows."""
+    from tfx_pipeline.pipeline import create_pipeline
+    from tfx_pipeline.runner import LocalDagRunner
+
+    results = {}
+    for name in ("banking77", "financial_phrasebank"):
+        config = PipelineConfig.from_file(CONFIGS / f"{name}.yaml", {
+            "pipeline_root": str(work / name), "push.model_base_path": str(work / "models")})
+        started = time.perf_counter()
+        record = LocalDagRunner().run(create_pipeline(config))
+        trainer = next(c for c in record["components"] if c["id"] == "Trainer")
+        results[name] = {**record["metrics"], "wall_seconds": round(time.perf_counter() - started, 1),
+                         "train_seconds": trainer["artifacts"]["model_run"]["properties"].get("train_seconds"),
+                         "epochs_run": trainer["artifacts"]["model_run"]["properties"].get("epochs_run")}
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfx_pipeline.benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("benchmark", choices=["beam", "trainer", "memory", "full-training", "all", "_trainer-worker"])
+    parser.add_argument("--work-dir", type=Path, help="scratch directory (default: a new temporary one)")
+    parser.add_argument("--steps", type=int, default=12, help="training steps per trainer measurement")
+    args = parser.parse_args(argv)
+    if args.benchmark == "_trainer-worker":
+        print(json.dumps(_trainer_worker(args.steps)))
+        return 0
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="suite-bench-"))
+    chosen = ["beam", "trainer", "memory", "full-training"] if args.benchmark == "all" else [args.benchmark]
+    runners = {"beam": lambda: benchmark_beam(work / "beam"), "trainer": lambda: benchmark_trainer(args.steps),
+               "memory": lambda: benchmark_memory(work), "full-training": lambda: benchmark_full_training(work)}
+    for name in chosen:
+        print(f"== {name}", flush=True)
+        print(json.dumps(runners[name](), indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
