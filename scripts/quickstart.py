@@ -11,9 +11,16 @@ Everything lands under work/ (SUITE_WORK_DIR); run it again and cached steps are
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -28,6 +35,63 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def model_server(model_base_path: Path) -> Iterator[str]:
+    """`python -m serving` on loopback, as TF Serving would be started; yields its gRPC address."""
+    from serving.client import ClientConfig, ServingClient
+    from serving.config import write_model_server_config
+
+    config = write_model_server_config(WORK / "models.config",
+                                       {name: model_base_path / name for name in ("intent", "sentiment")})
+    grpc_port, rest_port = free_port(), free_port()
+    infra = REPO / "infra" / "serving"
+    server = subprocess.Popen([
+        sys.executable, "-m", "serving", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+        f"--model_config_file={config}", "--enable_batching",
+        f"--batching_parameters_file={infra / 'batching.config'}",
+        f"--monitoring_config_file={infra / 'monitoring.config'}", "--bind_address=127.0.0.1"])
+    address = f"127.0.0.1:{grpc_port}"
+    try:
+        with ServingClient(ClientConfig(address=address)) as client:
+            for model in ("intent", "sentiment"):
+                version = client.wait_until_available(model, timeout_seconds=180)
+                print(f"serving {model} version {version} on {address} (REST on 127.0.0.1:{rest_port})")
+        yield address
+    finally:
+        server.send_signal(signal.SIGTERM)  # Drains in-flight requests, then exits.
+        server.wait(timeout=60)
+        print(f"model server stopped (exit code {server.returncode})")
+
+
+def call_the_server(address: str) -> None:
+    from serving.client import ClientConfig, ServingClient
+
+    with ServingClient(ClientConfig(address=address)) as client:
+        for model, text in (("intent", "I still haven't received my new card"),
+                            ("sentiment", "Nokia operating profit increased to EUR 40 million")):
+            outputs = client.predict(model, [text]).to_python()
+            confidence = max(outputs["probabilities"][0])
+            print(f"{model:>9}: {text!r} -> {outputs['class_names'][0]} ({confidence:.2f})")
+
+
+def ask_the_customer_service_app(address: str) -> None:
+    from apps.customer_service.config import load_config
+    from apps.customer_service.messages import Context
+    from apps.customer_service.service import CustomerService
+
+    config = load_config()
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, address=address))
+    with CustomerService.from_config(config) as service:
+        suggestion = service.reply("Hi, my new card still hasn't arrived", Context(customer_name="Ana"))
+    print("customer-service app:", json.dumps(suggestion.to_dict(), indent=2))
+
+
 def main() -> int:
     banner("1. demo data")
     if pipeline_main(["demo-data", "--out", str(WORK / "demo_data")]):
@@ -36,6 +100,11 @@ def main() -> int:
         banner(f"2. training pipeline: {task}")
         if pipeline_main(["run", "--config", str(CONFIGS / f"demo_{task}.yaml")]):
             return 1
+    banner("3. model server")
+    with model_server(WORK / "models") as address:
+        banner("4. requests")
+        call_the_server(address)
+        ask_the_customer_service_app(address)
     return 0
 
 

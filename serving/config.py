@@ -10,6 +10,7 @@ asks for that this server does not implement is refused with a
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +190,20 @@ def read_model_server_config(path: str | os.PathLike[str]) -> tuple[ModelConfig,
 
     proto = _read_text_proto(path, model_server_config_pb2.ModelServerConfig(), "model config file")
     return model_configs_from_proto(proto, source=f"model config file {str(path)!r}")
+
+
+def write_model_server_config(path: str | os.PathLike[str], models: Mapping[str, str | os.PathLike[str]],
+                              extra: Mapping[str, str] | None = None) -> Path:
+    """Writes a ModelServerConfig text file serving each `name: base_path`, as
+    tensorflow_model_server reads it. `extra` adds text-proto fields per model
+    (e.g. a `model_version_policy`)."""
+    blocks = "".join(
+        f'  config {{\n    name: "{name}"\n    base_path: "{base}"\n    model_platform: "tensorflow"\n'
+        + textwrap.indent((extra or {}).get(name, ""), "  ") + "  }\n"
+        for name, base in models.items())
+    path = Path(path)
+    path.write_text("model_config_list {\n" + blocks + "}\n")
+    return path
 
 
 def single_model_config(name: str, base_path: str) -> tuple[ModelConfig, ...]:

@@ -69,23 +69,16 @@ def trained_suite(demo_data_dir, tmp_path_factory) -> TrainedSuite:
 SERVED_MODELS = ("intent", "sentiment")
 
 
-def write_model_config(path: Path, model_base_path: Path, names=SERVED_MODELS) -> Path:
-    entries = "".join(
-        f'  config {{ name: "{name}" base_path: "{model_base_path / name}" model_platform: "tensorflow" }}\n'
-        for name in names)
-    path.write_text("model_config_list {\n" + entries + "}\n")
-    return path
-
-
 @pytest.fixture(scope="session")
 def model_server(trained_suite, tmp_path_factory) -> Iterator[object]:
     """A real server on loopback serving the pipeline-trained `intent` and `sentiment`
     models, batching on; `.grpc_address` is `127.0.0.1:<port>`."""
     from serving.cli import parse_flags
+    from serving.config import write_model_server_config
     from serving.server import ModelServer
 
-    config = write_model_config(tmp_path_factory.mktemp("model_server") / "models.config",
-                                trained_suite.model_base_path)
+    config = write_model_server_config(tmp_path_factory.mktemp("model_server") / "models.config",
+                                       {name: trained_suite.model_base_path / name for name in SERVED_MODELS})
     options = parse_flags([f"--model_config_file={config}", "--enable_batching",
                            f"--batching_parameters_file={REPO / 'infra/serving/batching.config'}"])
     options = dataclasses.replace(

@@ -100,17 +100,9 @@ def exports(tmp_path_factory) -> Exports:
 
 def write_models_config(path: Path, models: dict[str, Path], extra: dict[str, str] | None = None) -> Path:
     """A ModelServerConfig text file, as written for tensorflow_model_server."""
-    blocks = []
-    for name, base in models.items():
-        blocks.append(
-            textwrap.indent(
-                f'config {{\n  name: "{name}"\n  base_path: "{base}"\n  model_platform: "tensorflow"\n'
-                + ((extra or {}).get(name, "")) + "}\n",
-                "  ",
-            )
-        )
-    path.write_text("model_config_list {\n" + "".join(blocks) + "}\n")
-    return path
+    from serving.config import write_model_server_config
+
+    return write_model_server_config(path, models, extra)
 
 
 def in_process_options(flags: list[str], **endpoint_changes):

@@ -1,0 +1,1 @@
+"""Thin apps that call the model server over its TF Serving gRPC API."""

@@ -1,0 +1,21 @@
+"""Support-desk app: classify a customer's message on the model server, suggest a reply or hand off.
+
+Library use::
+
+    from apps.customer_service import Context, CustomerService, load_config
+
+    with CustomerService.from_config(load_config()) as service:
+        suggestion = service.reply("I lost my card", Context(customer_name="Ana"))
+        print(suggestion.decision.action, suggestion.reply)
+
+Also a CLI (``python -m apps.customer_service --help``), an HTTP JSON
+endpoint and an agent web page (``serve``).
+"""
+
+from apps.customer_service.config import AppConfig, load_config
+from apps.customer_service.errors import AppError, InvalidMessage, ModelError, ModelUnavailable
+from apps.customer_service.messages import Context, CustomerMessage
+from apps.customer_service.service import CustomerService, Suggestion
+
+__all__ = ["AppConfig", "AppError", "Context", "CustomerMessage", "CustomerService", "InvalidMessage",
+           "ModelError", "ModelUnavailable", "Suggestion", "load_config"]

@@ -1,0 +1,54 @@
+"""The app's errors, each carrying the HTTP status it maps to.
+
+An error never carries a made-up reply: callers get either a suggestion that
+came from the model or one of these.
+
+Example::
+
+    try:
+        service.reply("")
+    except InvalidMessage as exc:
+        exc.status, exc.problem    # (422, 'empty_message')
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """Base of the app's errors: ``status`` is the HTTP status, ``problem`` a stable code."""
+
+    status = 500
+    problem = "internal_error"
+
+    def __init__(self, message: str, *, problem: str | None = None) -> None:
+        super().__init__(message)
+        if problem is not None:
+            self.problem = problem
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": self.problem, "message": str(self)}
+
+
+class InvalidMessage(AppError):
+    """The request is wrong (empty, too long, undecodable, malformed): the caller must fix it."""
+
+    status = 422
+    problem = "invalid_message"
+
+    def __init__(self, message: str, *, problem: str, status: int = 422) -> None:
+        super().__init__(message, problem=problem)
+        self.status = status
+
+
+class ModelUnavailable(AppError):
+    """The model server cannot be reached or did not answer within the deadline; retry later."""
+
+    status = 503
+    problem = "model_unavailable"
+
+
+class ModelError(AppError):
+    """The model server answered with an error, or with outputs this app cannot use."""
+
+    status = 502
+    problem = "model_error"
