@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,8 @@ def run_fn(args: TrainerArgs) -> dict[str, Any]:
         epoch_log,
     ]
     started = time.monotonic()
+    # Keras warns when an epoch of a dataset of unknown length ends; that is how our epochs end.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     history = model.fit(train_data, validation_data=eval_data, epochs=training.epochs, callbacks=callbacks,
                         shuffle=False,  # tf.data shuffles.
                         verbose=1 if sys.stderr.isatty() else 2)
