@@ -75,7 +75,8 @@ class TextPreprocessor:
     def __call__(self, text: tf.Tensor, text_pair: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """Features for a batch of strings, padded only to the longest text
         (rounded up to PAD_MULTIPLE); positions beyond it would be masked anyway."""
-        features = self.packer(text if text_pair is None else (text, text_pair))
+        # Keyword `x`: keras-hub reads a positional tuple as (x, y), not as two segments.
+        features = self.packer(x=text if text_pair is None else (text, text_pair))
         # int32 like keras-hub's BertBackbone inputs (a bool mask breaks cross-replica sums).
         features["padding_mask"] = tf.cast(features["padding_mask"], tf.int32)
         return trim_padding(features)
