@@ -92,6 +92,16 @@ def ask_the_customer_service_app(address: str) -> None:
     print("customer-service app:", json.dumps(suggestion.to_dict(), indent=2))
 
 
+def replay_news_through_the_sentiment_monitor(address: str) -> None:
+    from apps.sentiment_monitor.cli import main as monitor_main
+
+    stream = WORK / "news.jsonl"
+    monitor_main(["--log-level", "WARNING", "demo-stream", str(stream), "--items", "400", "--malformed"])
+    print("sentiment monitor: backtest of the demo news stream (alerts, then charts)")
+    monitor_main(["--log-level", "WARNING", "backtest", str(stream), "--out", str(WORK / "backtest"),
+                  "--set", f"scoring.address={address}"])
+
+
 def main() -> int:
     banner("1. demo data")
     if pipeline_main(["demo-data", "--out", str(WORK / "demo_data")]):
@@ -105,6 +115,7 @@ def main() -> int:
         banner("4. requests")
         call_the_server(address)
         ask_the_customer_service_app(address)
+        replay_news_through_the_sentiment_monitor(address)
     return 0
 
 

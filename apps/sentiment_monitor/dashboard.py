@@ -1,0 +1,84 @@
+"""The live dashboard: ``GET /`` is the chart page, ``GET /api/data`` the
+per-entity sentiment series and the recent alerts as JSON.
+
+It only reads the database, on its own connection, so it can run beside
+the monitor (or on its own: ``python -m apps.sentiment_monitor dashboard``).
+
+Example::
+
+    dashboard = Dashboard(config, open_store=lambda: Store.open(config.store.url)).start()
+    print(dashboard.address)   # 127.0.0.1:8765
+    dashboard.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from apps.sentiment_monitor.charts import alert_markers, html_page, sentiment_series
+from apps.sentiment_monitor.config import MonitorConfig
+from apps.sentiment_monitor.store import Store
+
+
+def dashboard_data(store: Store, config: MonitorConfig) -> dict:
+    return {"series": sentiment_series(store.all_buckets(), size=config.windows.size_seconds,
+                                       slide=config.windows.slide_seconds),
+            "alerts": alert_markers(store.alerts(limit=config.dashboard.recent_alerts))}
+
+
+class Dashboard:
+    def __init__(self, config: MonitorConfig, open_store: Callable[[], Store]) -> None:
+        self.config = config
+        self._open_store = open_store
+        self._store: Store | None = None
+        self._lock = threading.Lock()  # one connection, requests take turns
+        page = html_page(live=True, refresh_seconds=config.dashboard.refresh_seconds).encode()
+        dashboard = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path in ("/", "/index.html"):
+                    return self._reply(200, "text/html; charset=utf-8", page)
+                if self.path == "/api/data":
+                    return self._reply(200, "application/json", json.dumps(dashboard.data()).encode())
+                self._reply(404, "text/plain", f"no page {self.path}; try / or /api/data".encode())
+
+            def _reply(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((config.dashboard.host, config.dashboard.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dashboard", daemon=True)
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    def data(self) -> dict:
+        with self._lock:
+            if self._store is None:
+                self._store = self._open_store()
+            return dashboard_data(self._store, self.config)
+
+    def start(self) -> Dashboard:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            if self._store is not None:
+                self._store.close()

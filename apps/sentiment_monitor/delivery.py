@@ -1,0 +1,101 @@
+"""At-least-once delivery of stored alerts, one worker thread per sink.
+
+A worker takes its sink's due deliveries from the store, sends each, and
+records the outcome: ``delivered``; or ``retrying`` with the next attempt
+after an exponential back-off; or ``failed`` after ``max_attempts``.  The
+status is written only after the attempt, so a crash in between means one
+more send of the same alert id (never a lost alert).  Workers are
+independent: a sink that hangs or fails delays only itself.
+
+Example::
+
+    deliverer = Deliverer(config.delivery, sinks, open_store=lambda: Store.open(url))
+    deliverer.start()
+    deliverer.wake()         # after new alerts were stored
+    deliverer.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from apps.sentiment_monitor.config import DeliveryConfig
+from apps.sentiment_monitor.sinks import Sink, SinkError
+from apps.sentiment_monitor.store import DELIVERED, FAILED, RETRYING, Store
+
+log = logging.getLogger(__name__)
+
+
+def backoff_seconds(config: DeliveryConfig, attempts: int) -> float:
+    """Wait before attempt ``attempts + 1``.
+
+    >>> [backoff_seconds(DeliveryConfig(initial_backoff_seconds=1, max_backoff_seconds=5), n) for n in (1, 2, 3, 4)]
+    [1.0, 2.0, 4.0, 5.0]
+    """
+    return float(min(config.max_backoff_seconds, config.initial_backoff_seconds * 2 ** (attempts - 1)))
+
+
+def deliver_due(store: Store, sink: Sink, config: DeliveryConfig, now: float | None = None) -> int:
+    """One pass over the sink's due deliveries; returns how many were delivered."""
+    delivered = 0
+    now = time.time() if now is None else now
+    for alert, attempts in store.due_deliveries(sink.name, now):
+        attempts += 1
+        try:
+            sink.send(alert)
+        except SinkError as exc:
+            give_up = attempts >= config.max_attempts
+            log.warning("sink %s, alert %s, attempt %d: %s%s", sink.name, alert.alert_id, attempts, exc,
+                        " (giving up)" if give_up else "")
+            with store.transaction():
+                store.record_attempt(alert.alert_id, sink.name, status=FAILED if give_up else RETRYING,
+                                     attempts=attempts, error=str(exc),
+                                     next_attempt_at=now + backoff_seconds(config, attempts))
+            continue
+        with store.transaction():
+            store.record_attempt(alert.alert_id, sink.name, status=DELIVERED, attempts=attempts)
+        delivered += 1
+    return delivered
+
+
+class Deliverer:
+    def __init__(self, config: DeliveryConfig, sinks: Sequence[Sink], open_store: Callable[[], Store]) -> None:
+        self.config = config
+        self.sinks = list(sinks)
+        self._open_store = open_store
+        self._stop = threading.Event()
+        self._wake = {sink.name: threading.Event() for sink in self.sinks}
+        self._threads = [threading.Thread(target=self._work, args=(sink,), name=f"sink-{sink.name}", daemon=True)
+                         for sink in self.sinks]
+
+    def start(self) -> Deliverer:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def wake(self) -> None:
+        for event in self._wake.values():
+            event.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _work(self, sink: Sink) -> None:
+        store = self._open_store()
+        wake = self._wake[sink.name]
+        try:
+            while not self._stop.is_set():
+                wake.clear()
+                try:
+                    deliver_due(store, sink, self.config)
+                except Exception:  # A bug or a database hiccup must not end delivery for good.
+                    log.exception("sink %s: delivery pass failed; retrying", sink.name)
+                wake.wait(self.config.poll_seconds)
+        finally:
+            store.close()

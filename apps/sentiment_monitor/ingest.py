@@ -1,0 +1,230 @@
+"""Input sources and the dead-letter file.
+
+Every source hands out *batches of complete lines* together with the
+position to store once they are saved, so that saving the items and the new
+position in one transaction makes a restart resume exactly after the last
+saved line:
+
+- :class:`FileFollower`: one JSON-lines file that keeps growing (``tail -f``);
+  the position is the byte offset after the last complete line.  A partly
+  written last line waits until its newline arrives.  A file that shrank
+  (truncated or replaced) is read again from the start; item ids keep that
+  from counting anything twice.
+- :class:`DirectorySource`: every file matching a pattern in a directory,
+  in name order, each followed as above with its own position.
+- :class:`StdinSource`: standard input (the position is a line count, kept
+  for the record; a pipe cannot be re-read).
+- :class:`HttpSource`: ``POST /items`` with one JSON object or JSON lines;
+  saved before the reply, so a 200 means the items are durable.
+
+Example:
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "news.jsonl"
+>>> _ = path.write_text('{"a": 1}\\n{"b": 2')      # the second line is still being written
+>>> follower = FileFollower(path, "news")
+>>> follower.read(position=None, max_lines=10)
+Batch(lines=[(0, b'{"a": 1}')], position='9')
+>>> with path.open("a") as handle: _ = handle.write("}\\n")
+>>> follower.read(position="9", max_lines=10)
+Batch(lines=[(9, b'{"b": 2}')], position='18')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    lines: list[tuple[int, bytes]] = field(default_factory=list)  # (where the line starts, the line)
+    position: str | None = None  # store this once the lines are saved; None: nothing to store
+
+
+class FileFollower:
+    """Reads complete lines of a growing file from a byte offset."""
+
+    def __init__(self, path: Path, key: str, *, chunk_bytes: int = 1 << 20) -> None:
+        self.path = Path(path)
+        self.key = key
+        self.chunk_bytes = chunk_bytes
+
+    def read(self, position: str | None, max_lines: int) -> Batch:
+        offset = int(position) if position else 0
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return Batch()  # Not there yet: a followed file may be created later.
+        if size < offset:
+            log.warning("%s shrank from %d to %d bytes (truncated or replaced): reading it from the start",
+                        self.path, offset, size)
+            offset = 0
+        if size == offset:
+            return Batch()
+        lines: list[tuple[int, bytes]] = []
+        with self.path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(self.chunk_bytes)
+        start = 0
+        while len(lines) < max_lines:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            line = data[start:end].rstrip(b"\r")
+            if line.strip():
+                lines.append((offset + start, line))
+            start = end + 1
+        if start == 0 and len(data) == self.chunk_bytes:
+            # One line longer than a chunk: skip it whole rather than stall the source forever.
+            end = self._find_newline(offset + len(data))
+            if end is not None:
+                return Batch([(offset, b"<line longer than %d bytes skipped>" % self.chunk_bytes)], str(end + 1))
+        return Batch(lines, str(offset + start)) if start else Batch()
+
+    def _find_newline(self, offset: int) -> int | None:
+        with self.path.open("rb") as handle:
+            handle.seek(offset)
+            while chunk := handle.read(self.chunk_bytes):
+                found = chunk.find(b"\n")
+                if found >= 0:
+                    return offset + found
+                offset += len(chunk)
+        return None
+
+
+class DirectorySource:
+    """Every file matching ``pattern`` in ``directory`` (new ones too), each with its own position."""
+
+    def __init__(self, directory: Path, key: str, pattern: str = "*.jsonl") -> None:
+        self.directory = Path(directory)
+        self.key = key
+        self.pattern = pattern
+
+    def followers(self) -> list[FileFollower]:
+        if not self.directory.is_dir():
+            return []
+        return [FileFollower(path, f"{self.key}/{path.name}") for path in sorted(self.directory.glob(self.pattern))
+                if path.is_file()]
+
+
+class StdinSource:
+    """Lines of a stream (standard input by default), read by a thread so polling never blocks."""
+
+    def __init__(self, key: str = "stdin", stream: IO[bytes] | None = None) -> None:
+        self.key = key
+        self._stream = stream if stream is not None else sys.stdin.buffer
+        self._lines: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
+        self._count = 0
+        self.finished = False
+        threading.Thread(target=self._pump, name="stdin-source", daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self._stream:
+            self._lines.put(line.rstrip(b"\r\n"))
+        self._lines.put(None)
+
+    def read(self, position: str | None, max_lines: int) -> Batch:
+        batch = Batch()
+        while len(batch.lines) < max_lines:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self.finished = True
+                break
+            self._count += 1
+            if line.strip():
+                batch.lines.append((self._count, line))
+        if batch.lines:
+            batch.position = str(self._count)
+        return batch
+
+
+class HttpSource:
+    """``POST /items`` on ``host:port``: the body is one JSON object or JSON lines.
+
+    ``accept(key, lines)`` saves the lines (good ones as items, bad ones to the
+    dead-letter file) and returns ``(accepted, rejected reasons)``; the reply
+    is 200 with those figures, or 400 if no line was any good.
+    """
+
+    def __init__(self, key: str, host: str, port: int,
+                 accept: Callable[[str, list[tuple[int, bytes]]], tuple[int, list[str]]],
+                 max_body_bytes: int = 10 << 20) -> None:
+        self.key = key
+        source = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path.rstrip("/") != "/items":
+                    return self._reply(404, {"error": f"no such endpoint {self.path}; POST to /items"})
+                length = int(self.headers.get("Content-Length") or 0)
+                if not 0 < length <= max_body_bytes:
+                    return self._reply(413 if length else 400, {
+                        "error": f"body must be 1..{max_body_bytes} bytes, got {length}"})
+                body = self.rfile.read(length)
+                lines = [(i, line) for i, line in enumerate(body.splitlines(), 1) if line.strip()]
+                accepted, rejected = accept(source.key, lines)
+                self._reply(200 if accepted or not rejected else 400, {"accepted": accepted, "rejected": rejected})
+
+            def _reply(self, status: int, payload: dict) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # Quiet: the monitor logs what matters.
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http-source", daemon=True)
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    def start(self) -> HttpSource:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class DeadLetters:
+    """Appends rejected lines, with the reason, to a JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def write(self, source_key: str, where: int, line: bytes, reason: str) -> None:
+        record = {"source": source_key, "position": where, "reason": reason,
+                  "line": line.decode("utf-8", "replace")}
+        with self._lock, self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())  # Written before the position moves past the line.
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
