@@ -6,6 +6,7 @@
         -- --runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing
     suite-pipeline runs list --config tfx_pipeline/configs/demo_intent.yaml
     suite-pipeline runs show <run id> --config tfx_pipeline/configs/demo_intent.yaml
+    suite-pipeline schedule run-scheduler --schedule infra/schedules/banking77.yaml
 
 Arguments after `--` are Apache Beam pipeline options; they replace `beam_args`
 from the configuration (e.g. `--runner=DataflowRunner --project=... --region=...`).
@@ -41,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs_show.add_argument("run_id", help="a run id from `runs list`, or `latest`")
     _add_config_arguments(runs_show)
 
+    commands.add_parser("schedule", add_help=False,
+                        help="scheduled runs: render-cronjob, compile-kfp, render-vertex-schedule, run-scheduler, "
+                             "run-until (see `suite-pipeline schedule --help`)")
+
     demo = commands.add_parser("demo-data", help="write the project's small demo dataset")
     demo.add_argument("--out", type=Path, default=Path("work/demo_data"), help="directory (default: %(default)s)")
     return parser
@@ -60,6 +65,9 @@ def load_config(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> Pipe
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["schedule"]:
+        from tfx_pipeline.scheduling.cli import main as schedule_main
+        return schedule_main(argv[1:])
     beam_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     try:

