@@ -61,7 +61,7 @@ def test_config_map_is_generated_from_the_config_files():
     assert generator["name"] == "tf-serving-config"
     for name in generator["files"]:
         assert (INFRA / name).is_file()
-    assert set(kustomization["resources"]) == {"deployment.yaml", "service.yaml"}
+    assert set(kustomization["resources"]) == {"deployment.yaml", "service.yaml", "hpa.yaml"}
 
 
 def test_our_server_accepts_the_container_args(container):
