@@ -1,5 +1,7 @@
 """The live dashboard: ``GET /`` is the chart page, ``GET /api/data`` the
-per-entity sentiment series and the recent alerts as JSON.
+per-entity sentiment series and the recent alerts as JSON, ``GET /metrics``
+the delivery metrics for Prometheus, ``GET /healthz`` a liveness check that
+also reads the database.
 
 It only reads the database, on its own connection, so it can run beside
 the monitor (or on its own: ``python -m apps.sentiment_monitor dashboard``).
@@ -17,9 +19,13 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from apps.sentiment_monitor.charts import alert_markers, html_page, sentiment_series
 from apps.sentiment_monitor.config import MonitorConfig
+from apps.sentiment_monitor.metrics import delivery_metrics_registry
 from apps.sentiment_monitor.store import Store
 
 
@@ -36,6 +42,7 @@ class Dashboard:
         self._store: Store | None = None
         self._lock = threading.Lock()  # one connection, requests take turns
         page = html_page(live=True, refresh_seconds=config.dashboard.refresh_seconds).encode()
+        self.metrics = delivery_metrics_registry(self.read)
         dashboard = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +51,13 @@ class Dashboard:
                     return self._reply(200, "text/html; charset=utf-8", page)
                 if self.path == "/api/data":
                     return self._reply(200, "application/json", json.dumps(dashboard.data()).encode())
-                self._reply(404, "text/plain", f"no page {self.path}; try / or /api/data".encode())
+                if self.path == "/metrics":
+                    return self._reply(200, CONTENT_TYPE_LATEST, generate_latest(dashboard.metrics))
+                if self.path == "/healthz":
+                    undelivered = dashboard.read(lambda store: store.undelivered())
+                    return self._reply(200, "text/plain", f"ok; {undelivered} deliveries pending\n".encode())
+                self._reply(404, "text/plain",
+                            f"no page {self.path}; try /, /api/data, /metrics or /healthz".encode())
 
             def _reply(self, status: int, content_type: str, body: bytes) -> None:
                 self.send_response(status)
@@ -66,11 +79,15 @@ class Dashboard:
         host, port = self._server.server_address[:2]
         return f"{host}:{port}"
 
-    def data(self) -> dict:
+    def read(self, query: Callable[[Store], Any]) -> Any:
+        """Runs `query` on the dashboard's own connection, one request at a time."""
         with self._lock:
             if self._store is None:
                 self._store = self._open_store()
-            return dashboard_data(self._store, self.config)
+            return query(self._store)
+
+    def data(self) -> dict:
+        return self.read(lambda store: dashboard_data(store, self.config))
 
     def start(self) -> Dashboard:
         self._thread.start()

@@ -6,6 +6,7 @@ not hold up the others."""
 from __future__ import annotations
 
 import json
+import urllib.request
 import socket
 import threading
 import time
@@ -15,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from apps.sentiment_monitor.alerts import Alert, alert_id
-from apps.sentiment_monitor.config import DeliveryConfig, SinkConfig
+from apps.sentiment_monitor.config import DeliveryConfig, SinkConfig, load_config
+from apps.sentiment_monitor.dashboard import Dashboard
 from apps.sentiment_monitor.delivery import Deliverer, deliver_due
 from apps.sentiment_monitor.sinks import build_sink
 from apps.sentiment_monitor.store import Store
@@ -190,3 +192,18 @@ def test_a_sink_that_keeps_failing_gives_up_without_holding_up_the_others(receiv
     down = [d for d in store.deliveries() if d["sink"] == "down"]
     assert all(d["attempts"] == 3 and "Connection refused" in d["last_error"] for d in down)
     store.close()
+
+    # What Prometheus scrapes (infra/prometheus/alerts.yml alerts on the failures counter).
+    dashboard = Dashboard(load_config(overrides={"dashboard.port": 0}), open_store=lambda: Store.open(url)).start()
+    try:
+        metrics = urllib.request.urlopen(f"http://{dashboard.address}/metrics", timeout=10).read().decode()
+        health = urllib.request.urlopen(f"http://{dashboard.address}/healthz", timeout=10).read().decode()
+    finally:
+        dashboard.stop()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in metrics.splitlines() if line and not line.startswith("#")}
+    down_key, up_key = 'sentiment_monitor_delivery_failures_total{sink="down"}', \
+        'sentiment_monitor_delivery_failures_total{sink="up"}'
+    assert samples[down_key] == 9.0 and samples[up_key] == 0.0  # 3 alerts x 3 refused attempts.
+    assert samples['sentiment_monitor_deliveries{sink="down",status="failed"}'] == 3.0
+    assert health == "ok; 0 deliveries pending\n"
