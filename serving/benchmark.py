@@ -197,6 +197,12 @@ class ServerProcess:
                     return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far."""
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -287,17 +293,33 @@ def open_loop(
     return result
 
 
-def _predict_call(address: str, config: BenchmarkConfig) -> tuple[Callable[[str], None], Callable[[], None]]:
-    from serving.client import ClientConfig, RetryPolicy, ServingClient, build_predict_request
+def _predict_call(
+    address: str, config: BenchmarkConfig, texts: Sequence[str]
+) -> tuple[Callable[[str], None], Callable[[], None]]:
+    """A Predict call per text, as light on the client side as gRPC allows.
 
-    client = ServingClient(ClientConfig(address=address, timeout_seconds=60, retry=RetryPolicy(max_attempts=1)))
+    The load generator shares the machine's two cores with the server, so
+    every request is serialized once up front and sent as bytes, and the
+    response is not parsed (a failed call still raises): what it costs the
+    client is mostly gRPC itself.
+    """
+    import grpc
+
+    from serving.client import build_predict_request
+
+    serialized = {
+        text: build_predict_request(
+            config.model_name, [text], input_name=config.input_name, signature=config.signature
+        ).SerializeToString()
+        for text in set(texts)
+    }
+    channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+    predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")  # bytes in, bytes out
 
     def call(text: str) -> None:
-        client.predict_request(
-            build_predict_request(config.model_name, [text], input_name=config.input_name, signature=config.signature)
-        )
+        predict(serialized[text], timeout=60)
 
-    return call, client.close
+    return call, channel.close
 
 
 def run_server_phases(
@@ -311,15 +333,19 @@ def run_server_phases(
         waiter = ServingClient(ClientConfig(address=server.address, retry=RetryPolicy(max_attempts=1000, max_backoff_seconds=1)))
         waiter.wait_until_available(config.model_name, timeout_seconds=600)
         waiter.close()
-        call, close = _predict_call(server.address, config)
+        call, close = _predict_call(server.address, config, texts)
         closed_loop("warm-up", call, texts, config.clients, config.warmup_seconds)
         single = closed_loop(f"batching {label}: 1 client", call, texts, 1, config.duration_seconds)
         print(f"  {single.summary()}", flush=True)
+        server_cpu, loadgen_cpu = server.cpu_seconds(), time.process_time()
         saturated = closed_loop(
             f"batching {label}: {config.clients} clients", call, texts, config.clients, config.duration_seconds
         )
-        print(f"  {saturated.summary()}", flush=True)
-        phases = {"single": single, "saturated": saturated}
+        # Both share the machine: what the load generator burns, the server cannot use.
+        cores = {"server": round((server.cpu_seconds() - server_cpu) / saturated.seconds, 2),
+                 "load_generator": round((time.process_time() - loadgen_cpu) / saturated.seconds, 2)}
+        print(f"  {saturated.summary()} cores used: {cores}", flush=True)
+        phases = {"single": single, "saturated": saturated, "saturated_cores": cores}
         if batching:
             half = open_loop(
                 f"batching {label}: half saturation rate", call, texts, saturated.throughput / 2, config.duration_seconds
@@ -387,6 +413,7 @@ def run(config: BenchmarkConfig) -> dict:
         "best_in_process_batch": best_batch,
         "phases": [p.summary() for p in (off["single"], off["saturated"], on["single"], on["saturated"],
                                           on["half_rate"], on["soak"])],
+        "cores_used_at_saturation": {"batching off": off["saturated_cores"], "batching on": on["saturated_cores"]},
         "memory": memory,
         "targets": {
             "saturation_vs_in_process": {"value": round(ratio, 3), "target": ">= 0.85", "pass": ratio >= 0.85},
@@ -405,6 +432,7 @@ def print_report(report: dict) -> None:
     for phase in report["phases"]:
         print(f"{phase['phase']:<42}{phase['throughput_per_s']:>9}{phase['p50_ms']:>9}{phase['p99_ms']:>9}"
               f"{phase['errors']:>8}")
+    print("cores used at saturation:", report["cores_used_at_saturation"])
     print("memory:", report["memory"])
     for name, target in report["targets"].items():
         print(f"target {name}: {target['value']} (want {target['target']}) -> {'PASS' if target['pass'] else 'FAIL'}")

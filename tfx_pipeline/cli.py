@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from tfx_pipeline import storage
 from tfx_pipeline.config import ConfigError, PipelineConfig, parse_override
 from tfx_pipeline.dsl import PipelineError
 
@@ -94,7 +95,7 @@ def _run(config: PipelineConfig, verbose: bool, config_path: Path) -> int:
     from tfx_pipeline.pipeline import create_pipeline
     from tfx_pipeline.runner import LocalDagRunner
 
-    record = LocalDagRunner().run(create_pipeline(config),
+    record = LocalDagRunner(local_cache=config.local_cache or None).run(create_pipeline(config),
                                   run_metadata={"config_path": str(config_path), "config": config.to_dict()})
     print(format_run(record))
     return 0
@@ -119,12 +120,13 @@ def format_run(record: dict) -> str:
         lines.append(f"  {'blessed' if record['blessed'] else 'NOT blessed'}: {record.get('blessing_reason')}")
     if record.get("pushed_version"):
         lines.append(f"  serving version {record['pushed_version']}: {record['pushed_path']}")
-    lines.append(f"  record: {Path(record['pipeline_root']) / 'runs' / (record['run_id'] + '.json')}")
+    lines.append(f"  record: {storage.join(record['pipeline_root'], 'runs', record['run_id'] + '.json')}")
     return "\n".join(lines)
 
 
 def _runs(config: PipelineConfig, args: argparse.Namespace) -> int:
     from tfx_pipeline.runner import list_runs
+    storage.configure(config.beam_args)  # A root in a bucket needs the credentials and endpoint.
     runs = list_runs(config.root)
     if args.runs_command == "list":
         if not runs:

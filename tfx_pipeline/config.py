@@ -178,7 +178,10 @@ class PushConfig:
 class PipelineConfig:
     name: str
     data: DataConfig
-    pipeline_root: str = "work/pipelines/${name}"
+    pipeline_root: str = "work/pipelines/${name}"  # Local, or any Beam filesystem: gs://, s3://.
+    # With a bucket as the root, where the TensorFlow steps (Trainer, Evaluator, Pusher) work
+    # on local copies. On a persistent disk a killed Trainer resumes; "" is the temp dir.
+    local_cache: str = ""
     split: SplitConfig = SplitConfig()
     mining: MiningConfig = MiningConfig()  # Used when data.format is `beir`.
     validation: ValidationConfig = ValidationConfig()
@@ -190,8 +193,9 @@ class PipelineConfig:
     beam_args: tuple[str, ...] = ("--runner=FnApiRunner",)
 
     @property
-    def root(self) -> Path:
-        return Path(self.pipeline_root.replace("${name}", self.name))
+    def root(self) -> str:
+        """The pipeline root: a local path or a URI on any Beam filesystem (gs://, s3://)."""
+        return self.pipeline_root.replace("${name}", self.name)
 
     @property
     def is_ranking(self) -> bool:

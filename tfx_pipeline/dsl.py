@@ -2,17 +2,16 @@
 
 A component declares its outputs; wiring another component's input to
 `component.outputs["examples"]` is what makes the pipeline graph. Components
-never see each other, only artifacts on disk, so any step can be re-run,
-cached or inspected on its own.
+never see each other, only artifacts in storage (a local directory or a
+bucket, see `storage.py`), so any step can be re-run, cached or inspected on
+its own.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 import logging
-from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 
@@ -22,7 +21,7 @@ class PipelineError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Artifact:
-    """A directory written by one component execution.
+    """A directory written by one component execution; `uri` is a local path or a URI.
 
     `fingerprint` identifies the content: downstream executions are cached on
     it. `properties` are small JSON facts about the content (row counts,
@@ -30,17 +29,17 @@ class Artifact:
     """
 
     type_name: str
-    uri: Path
+    uri: str
     fingerprint: str
     properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type_name, "uri": str(self.uri), "fingerprint": self.fingerprint,
+        return {"type": self.type_name, "uri": self.uri, "fingerprint": self.fingerprint,
                 "properties": dict(self.properties)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Artifact":
-        return cls(data["type"], Path(data["uri"]), data["fingerprint"], data.get("properties", {}))
+        return cls(data["type"], data["uri"], data["fingerprint"], data.get("properties", {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,11 +53,15 @@ class Channel:
 
 @dataclasses.dataclass
 class ExecutionContext:
-    """What a component execution gets: its inputs and where to write."""
+    """What a component execution gets: its inputs and where to write (URIs).
+
+    A component with `LOCAL_FILES` gets local paths throughout: the runner
+    brings its inputs to this machine and publishes its outputs afterwards.
+    """
 
     inputs: Mapping[str, Artifact]
-    output_dirs: Mapping[str, Path]
-    execution_dir: Path
+    output_dirs: Mapping[str, str]
+    execution_dir: str
     beam_args: Sequence[str]
     run_id: str
     log: logging.Logger
@@ -72,6 +75,9 @@ class Component(abc.ABC):
     """
 
     OUTPUTS: ClassVar[Mapping[str, str]] = {}
+    # True for steps whose libraries read and write only local files (TensorFlow
+    # training, evaluation, export). Beam steps keep False: their workers use the URIs.
+    LOCAL_FILES: ClassVar[bool] = False
 
     def __init__(self, inputs: Mapping[str, Channel] | None = None, component_id: str | None = None):
         self.id = component_id or type(self).__name__
@@ -87,7 +93,7 @@ class Component(abc.ABC):
         the model currently pushed). None when there is none."""
         return None
 
-    def output_fingerprint(self, key: str, uri: Path, execution_fingerprint: str) -> str:
+    def output_fingerprint(self, key: str, uri: str, execution_fingerprint: str) -> str:
         """By default an output is identified by the execution that made it.
         Components whose outputs are small and often identical across
         executions override this with a content hash, so that downstream
@@ -104,7 +110,7 @@ class Pipeline:
     """A plain, ordered list of components wired by their artifacts."""
 
     name: str
-    root: Path
+    root: str
     components: Sequence[Component]
     beam_args: Sequence[str] = ("--runner=FnApiRunner",)
 
@@ -117,15 +123,3 @@ class Pipeline:
                         f"{component.id}.{key} reads {channel.producer}.{channel.key}, "
                         "which no earlier component produces")
             produced.update((component.id, key) for key in component.outputs)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Writes JSON atomically, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from tfx_pipeline import storage
 from tfx_pipeline.beam.rows import ColumnMapping
 from tfx_pipeline.beam.examples import split_names
 from tfx_pipeline.components import (
@@ -38,15 +39,15 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
                                 split=dataclasses.replace(config.split, group_column="query_id"))
     splits = split_names(config.split)
     columns = list(ColumnMapping.from_config(config.data).fields())
-    state = config.root / "state"  # What a run leaves for the next: schema, last statistics.
+    state = storage.join(config.root, "state")  # What a run leaves for the next: schema, last statistics.
 
     example_gen = ExampleGen(config.data, config.split, miner.outputs["rows"] if miner else None)
     statistics_gen = StatisticsGen(example_gen.outputs["examples"], config.model, columns, splits)
     schema_gen = SchemaGen(statistics_gen.outputs["statistics"], config.data, config.validation,
-                           stored_schema=state / "schema.json")
+                           stored_schema=storage.join(state, "schema.json"))
     example_validator = ExampleValidator(
         example_gen.outputs["examples"], statistics_gen.outputs["statistics"], schema_gen.outputs["schema"],
-        config.validation, splits, baseline_statistics=state / "statistics.json")
+        config.validation, splits, baseline_statistics=storage.join(state, "statistics.json"))
     transform = Transform(example_validator.outputs["examples"], schema_gen.outputs["schema"], config.model, splits,
                           config.split.group_column)
     trainer = Trainer(transform.outputs["transformed_examples"], transform.outputs["transform_graph"],

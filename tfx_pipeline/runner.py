@@ -10,22 +10,31 @@ up its checkpoints there).
 
 Every run writes a record, `<root>/runs/<run id>.json`, updated after each
 component so that even a crashed run can be inspected.
+
+The root may be a bucket (`gs://…`, `s3://…`): Beam components write there
+from their workers. Components with `LOCAL_FILES` run in a local working
+directory, `<local cache>/<component id>/<fingerprint>/`, with local copies
+of their inputs, and their outputs are uploaded when they finish; the
+working directory is kept, so a killed Trainer on the same machine resumes
+from its checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import hashlib
 import json
 import logging
-import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-from tfx_pipeline.dsl import Artifact, ExecutionContext, Pipeline, PipelineError, read_json, write_json
+from tfx_pipeline import storage
+from tfx_pipeline.dsl import Artifact, Component, ExecutionContext, Pipeline, PipelineError
 
 _SUCCESS = "_SUCCESS"
 _OUTPUTS = "outputs.json"
@@ -54,10 +63,15 @@ def fingerprint(data: Any) -> str:
 
 
 class LocalDagRunner:
-    """Runs the components in order; Beam steps use the pipeline's Beam args."""
+    """Runs the components in order; Beam steps use the pipeline's Beam args.
 
-    def __init__(self, log: logging.Logger | None = None):
+    `local_cache` is where components with `LOCAL_FILES` work when the
+    pipeline root is not a local path (default: a folder in the temp dir).
+    """
+
+    def __init__(self, log: logging.Logger | None = None, local_cache: str | Path | None = None):
         self.log = log or logging.getLogger("tfx_pipeline")
+        self.local_cache = Path(local_cache or Path(tempfile.gettempdir()) / "suite-pipeline-cache")
 
     def run(self, pipeline: Pipeline, run_metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
         run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -70,14 +84,15 @@ class LocalDagRunner:
             "components": [],
             **(run_metadata or {}),
         }
-        record_path = pipeline.root / "runs" / f"{run_id}.json"
-        write_json(record_path, record)
+        storage.configure(pipeline.beam_args)
+        record_path = storage.join(pipeline.root, "runs", f"{run_id}.json")
+        storage.write_json(record_path, record)
         produced: dict[tuple[str, str], Artifact] = {}
         try:
             for component in pipeline.components:
                 entry = self._run_component(pipeline, component, produced, run_id)
                 record["components"].append(entry)
-                write_json(record_path, record)
+                storage.write_json(record_path, record)
             record["status"] = "succeeded"
         except BaseException as error:  # Recorded, then re-raised: KeyboardInterrupt too.
             record["status"] = "failed"
@@ -88,7 +103,7 @@ class LocalDagRunner:
         finally:
             record["finished"] = _now()
             record.update(_summarise(produced))
-            write_json(record_path, record)
+            storage.write_json(record_path, record)
         return record
 
     def _run_component(self, pipeline: Pipeline, component, produced, run_id: str) -> dict[str, Any]:
@@ -100,29 +115,31 @@ class LocalDagRunner:
             "external": component.external_fingerprint(),
             "inputs": {key: artifact.fingerprint for key, artifact in inputs.items()},
         })
-        execution_dir = pipeline.root / component.id / execution_fp
+        execution_dir = storage.join(pipeline.root, component.id, execution_fp)
         started = time.monotonic()
-        cached = (execution_dir / _SUCCESS).exists()
+        cached = storage.exists(storage.join(execution_dir, _SUCCESS))
         if cached:
             self.log.info("%s: cached (%s)", component.id, execution_dir)
-            outputs = {key: Artifact.from_json(a) for key, a in read_json(execution_dir / _OUTPUTS).items()}
+            outputs = {key: Artifact.from_json(a)
+                       for key, a in storage.read_json(storage.join(execution_dir, _OUTPUTS)).items()}
         else:
-            resumed = execution_dir.exists()
+            resumed = storage.has_files(execution_dir)
             self.log.info("%s: %s in %s", component.id, "resuming" if resumed else "running", execution_dir)
-            output_dirs = {key: execution_dir / key for key in component.outputs}
+            output_dirs = {key: storage.join(execution_dir, key) for key in component.outputs}
             for directory in output_dirs.values():  # Leftovers of a killed attempt.
-                shutil.rmtree(directory, ignore_errors=True)
+                storage.delete_tree(directory)
             ctx = ExecutionContext(inputs, output_dirs, execution_dir, pipeline.beam_args, run_id,
                                    self.log.getChild(component.id))
-            properties = component.execute(ctx)
+            properties = self._execute(component, ctx, execution_fp)
             outputs = {
                 key: Artifact(channel.type_name, output_dirs[key],
                               component.output_fingerprint(key, output_dirs[key], execution_fp),
                               dict(properties.get(key, {})))
                 for key, channel in component.outputs.items()
             }
-            write_json(execution_dir / _OUTPUTS, {key: a.to_json() for key, a in outputs.items()})
-            (execution_dir / _SUCCESS).touch()
+            storage.write_json(storage.join(execution_dir, _OUTPUTS), {key: a.to_json() for key, a in outputs.items()})
+            # Not empty: S3 refuses an upload of no bytes.
+            storage.write_text(storage.join(execution_dir, _SUCCESS), f"{run_id}\n")
         for key, artifact in outputs.items():
             produced[(component.id, key)] = artifact
         return {
@@ -133,6 +150,46 @@ class LocalDagRunner:
             "external_inputs": component.external_fingerprint(),
             "artifacts": {key: a.to_json() for key, a in outputs.items()},
         }
+
+
+    def _execute(self, component: Component, ctx: ExecutionContext, execution_fp: str) -> Mapping[str, Any]:
+        """Runs `component`; one with `LOCAL_FILES` and a remote root works on local copies."""
+        if not component.LOCAL_FILES or storage.is_local(ctx.execution_dir):
+            return component.execute(ctx)
+        workdir = self.local_cache / component.id / execution_fp
+        local_inputs = {}
+        for key, artifact in ctx.inputs.items():
+            local = workdir / "inputs" / key
+            if not local.is_dir():  # Inputs are immutable: a copy made before a crash is still good.
+                partial = local.with_name(key + ".partial")
+                partial.mkdir(parents=True, exist_ok=True)
+                storage.copy_tree(artifact.uri, partial)
+                partial.rename(local)
+            local_inputs[key] = dataclasses.replace(artifact, uri=str(local))
+        local_outputs = {key: str(workdir / key) for key in ctx.output_dirs}
+        for directory in local_outputs.values():
+            storage.delete_tree(directory)
+        self.log.info("%s: working in %s", component.id, workdir)
+        properties = component.execute(dataclasses.replace(
+            ctx, inputs=local_inputs, output_dirs=local_outputs, execution_dir=str(workdir)))
+        for key, directory in local_outputs.items():
+            storage.upload_dir(directory, ctx.output_dirs[key])
+        # Properties that name a local output file name its published copy instead.
+        moves = [(local, ctx.output_dirs[key]) for key, local in local_outputs.items()]
+        return _replace_prefixes(properties, moves)
+
+
+def _replace_prefixes(value: Any, moves: list[tuple[str, str]]) -> Any:
+    if isinstance(value, str):
+        for old, new in moves:
+            if value == old or value.startswith(old + "/"):
+                return new + value[len(old):]
+        return value
+    if isinstance(value, Mapping):
+        return {key: _replace_prefixes(item, moves) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_replace_prefixes(item, moves) for item in value]
+    return value
 
 
 def _summarise(produced: Mapping[tuple[str, str], Artifact]) -> dict[str, Any]:
@@ -150,10 +207,9 @@ def _summarise(produced: Mapping[tuple[str, str], Artifact]) -> dict[str, Any]:
     return summary
 
 
-def list_runs(root: Path) -> list[dict[str, Any]]:
+def list_runs(root: str | Path) -> list[dict[str, Any]]:
     """Run records under a pipeline root, newest first."""
-    paths = sorted((Path(root) / "runs").glob("*.json"), reverse=True)
-    return [read_json(p) for p in paths]
+    return [storage.read_json(uri) for uri in reversed(storage.glob(storage.join(root, "runs", "*.json")))]
 
 
 def _now() -> str:

@@ -7,12 +7,12 @@ An Examples artifact is a directory with one sub-directory per split,
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import apache_beam as beam
 from tensorflow.core.example import example_pb2
 
+from tfx_pipeline import storage
 from tfx_pipeline.config import SplitConfig
 
 SHARD_SUFFIX = ".tfrecord.gz"
@@ -60,16 +60,16 @@ def split_names(split: SplitConfig) -> list[str]:
     return [name for name in ("train", "eval", "test") if getattr(split, name) > 0]
 
 
-def split_pattern(artifact_uri: Path | str, split: str) -> str:
-    return str(Path(artifact_uri) / f"Split-{split}" / f"*{SHARD_SUFFIX}")
+def split_pattern(artifact_uri: str, split: str) -> str:
+    return storage.join(artifact_uri, f"Split-{split}", f"*{SHARD_SUFFIX}")
 
 
 class WriteSplit(beam.PTransform):
     """Serialized examples -> `<uri>/Split-<name>/examples-*.tfrecord.gz`."""
 
-    def __init__(self, artifact_uri: Path, split: str):
+    def __init__(self, artifact_uri: str, split: str):
         super().__init__()
-        self.prefix = str(Path(artifact_uri) / f"Split-{split}" / "examples")
+        self.prefix = storage.join(artifact_uri, f"Split-{split}", "examples")
 
     def expand(self, serialized):
         return serialized | beam.io.WriteToTFRecord(self.prefix, file_name_suffix=SHARD_SUFFIX)
@@ -78,7 +78,7 @@ class WriteSplit(beam.PTransform):
 class ReadSplit(beam.PTransform):
     """`<uri>/Split-<name>/` -> rows (dicts of strings)."""
 
-    def __init__(self, artifact_uri: Path, split: str):
+    def __init__(self, artifact_uri: str, split: str):
         super().__init__()
         self.pattern = split_pattern(artifact_uri, split)
 
@@ -88,13 +88,13 @@ class ReadSplit(beam.PTransform):
                 | "DecodeExamples" >> beam.Map(decode_row))
 
 
-def read_split_records(artifact_uri: Path | str, split: str) -> list[bytes]:
-    """All serialized examples of one split, in this process (for small splits)."""
+def read_split_records(artifact_uri: str, split: str) -> list[bytes]:
+    """All serialized examples of one split, in this process (for small splits; a local path)."""
     import tensorflow as tf
-    files = tf.io.gfile.glob(split_pattern(artifact_uri, split))
-    return list(tf.data.TFRecordDataset(sorted(files), compression_type="GZIP").as_numpy_iterator())
+    files = storage.glob(split_pattern(artifact_uri, split))
+    return list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
 
 
-def read_split_rows(artifact_uri: Path | str, split: str) -> list[dict[str, Optional[str]]]:
+def read_split_rows(artifact_uri: str, split: str) -> list[dict[str, Optional[str]]]:
     """All rows of one split, in this process (for small splits: eval, warm-up)."""
     return [decode_row(record) for record in read_split_records(artifact_uri, split)]

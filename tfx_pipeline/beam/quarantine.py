@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Iterable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+
+from tfx_pipeline import storage
 
 QUARANTINE_TAG = "quarantine"
 _RAW_PREVIEW_CHARS = 500
@@ -27,7 +28,7 @@ def count_reason(namespace: str, reason: str) -> None:
 class WriteQuarantine(beam.PTransform):
     """Writes quarantine records as JSON lines under `directory`."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: str):
         super().__init__()
         self.directory = directory
 
@@ -35,7 +36,7 @@ class WriteQuarantine(beam.PTransform):
         return (
             records
             | "ToJsonLines" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
-            | "WriteJsonLines" >> beam.io.WriteToText(str(self.directory / "rows"), file_name_suffix=".jsonl")
+            | "WriteJsonLines" >> beam.io.WriteToText(storage.join(self.directory, "rows"), file_name_suffix=".jsonl")
         )
 
 
@@ -43,8 +44,8 @@ def quarantined_counts(counters: dict[str, int]) -> dict[str, int]:
     return {name.split(":", 1)[1]: n for name, n in counters.items() if name.startswith("quarantined:")}
 
 
-def read_quarantine(directory: Path) -> Iterable[dict[str, Any]]:
-    for path in sorted(Path(directory).glob("rows*.jsonl")):
-        for line in path.read_text().splitlines():
+def read_quarantine(directory: str) -> Iterable[dict[str, Any]]:
+    for uri in storage.glob(storage.join(directory, "rows*.jsonl")):
+        for line in storage.read_text(uri).splitlines():
             if line:
                 yield json.loads(line)

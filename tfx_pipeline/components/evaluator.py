@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tfx_pipeline import storage
 from tfx_pipeline.beam.examples import read_split_rows
 from tfx_pipeline.config import RANKING_TASKS, EvaluationConfig
-from tfx_pipeline.dsl import Channel, Component, ExecutionContext, PipelineError, write_json
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext, PipelineError
 from tfx_pipeline.evaluation.blessing import decide
 from tfx_pipeline.evaluation.metrics import classification_metrics, sliced_metrics, text_length_bucket
 from tfx_pipeline.evaluation.predict import align_columns, predict_probabilities, predict_relevance
 from tfx_pipeline.evaluation.report import draw_confusion_matrix, write_ranking_report, write_report
-from tfx_pipeline.model_versions import latest_version, provenance
+from tfx_pipeline.model_versions import latest_version, version_identity
 from tfx_pipeline.ranking.metrics import ranking_metrics
 
 HEADLINE = ("num_examples", "accuracy", "macro_f1", "expected_calibration_error")
@@ -31,12 +32,13 @@ RANKING_HEADLINE = ("num_queries", "ndcg_at_10", "mrr_at_10", "recall_at_1")
 
 class Evaluator(Component):
     OUTPUTS = {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"}
+    LOCAL_FILES = True  # TensorFlow loads the SavedModels; reports are drawn to files.
 
     def __init__(self, model: Channel, examples: Channel, evaluation: EvaluationConfig,
                  model_base_path: str, model_name: str, split: str = "eval"):
         super().__init__({"model": model, "examples": examples})
         self.evaluation, self.split = evaluation, split
-        self.model_dir = Path(model_base_path) / model_name
+        self.model_dir = storage.join(model_base_path, model_name)
         self.model_name = model_name
 
     def fingerprint_data(self):
@@ -48,13 +50,12 @@ class Evaluator(Component):
         if latest is None:
             return None
         version, path = latest
-        return {"version": version, "model": provenance(path).get("model_fingerprint", str(path.stat().st_mtime))}
+        return {"version": version, "model": version_identity(path)}
 
     def execute(self, ctx: ExecutionContext):
         rows = read_split_rows(ctx.inputs["examples"].uri, self.split)
         if not rows:
             raise PipelineError(f"Evaluator: the {self.split} split is empty; nothing to evaluate on")
-        ctx.output_dirs["evaluation"].mkdir(parents=True, exist_ok=True)
         task = ctx.inputs["model"].properties.get("task", "text_classification")
         if task in RANKING_TASKS:
             return self._evaluate_ranking(ctx, task, rows)
@@ -75,7 +76,8 @@ class Evaluator(Component):
         if latest is not None:
             version, path = latest
             ctx.log.info("evaluating baseline version %d at %s", version, path)
-            base_probabilities, base_names = predict_probabilities(path, texts, pairs)
+            with storage.local_copy(path) as local:
+                base_probabilities, base_names = predict_probabilities(local, texts, pairs)
             baseline = classification_metrics(labels, align_columns(base_probabilities, base_names, class_names),
                                               class_names, self.evaluation.calibration_bins)
             evaluation.update(baseline=baseline, baseline_version=version, baseline_path=str(path))
@@ -83,7 +85,8 @@ class Evaluator(Component):
         evaluation.update(blessed=blessed, reason=reason)
         ctx.log.info("%s: %s", "BLESSED" if blessed else "NOT BLESSED", reason)
 
-        out = ctx.output_dirs["evaluation"]
+        out = Path(ctx.output_dirs["evaluation"])
+        out.mkdir(parents=True, exist_ok=True)
         draw_confusion_matrix(candidate["confusion_matrix"], class_names, out / "confusion_matrix.png")
         write_report(evaluation, out / "report.md")
         return self._write_outputs(ctx, evaluation, HEADLINE)
@@ -95,7 +98,7 @@ class Evaluator(Component):
         for row in rows:
             qrels.setdefault(row["query_id"], {})[row["item_id"]] = int(row["label"] == "relevant")
 
-        def metrics(model_path: Path) -> dict:
+        def metrics(model_path: str | Path) -> dict:
             run: dict[str, dict[str, float]] = {}
             for row, score in zip(rows, predict_relevance(model_path, task, queries, items)):
                 run.setdefault(row["query_id"], {})[row["item_id"]] = float(score)
@@ -108,23 +111,26 @@ class Evaluator(Component):
         if latest is not None:
             version, path = latest
             ctx.log.info("evaluating baseline version %d at %s", version, path)
-            evaluation.update(baseline=metrics(path), baseline_version=version, baseline_path=str(path))
+            with storage.local_copy(path) as local:
+                baseline = metrics(local)
+            evaluation.update(baseline=baseline, baseline_version=version, baseline_path=str(path))
         blessed, reason = decide(self.evaluation.thresholds, evaluation["candidate"], evaluation["baseline"])
         evaluation.update(blessed=blessed, reason=reason)
         ctx.log.info("%s: %s", "BLESSED" if blessed else "NOT BLESSED", reason)
-        write_ranking_report(evaluation, RANKING_HEADLINE, ctx.output_dirs["evaluation"] / "report.md")
+        Path(ctx.output_dirs["evaluation"]).mkdir(parents=True, exist_ok=True)
+        write_ranking_report(evaluation, RANKING_HEADLINE, Path(ctx.output_dirs["evaluation"]) / "report.md")
         return self._write_outputs(ctx, evaluation, RANKING_HEADLINE)
 
     def _write_outputs(self, ctx: ExecutionContext, evaluation: dict, headline_keys: tuple[str, ...]):
         out = ctx.output_dirs["evaluation"]
-        write_json(out / "evaluation.json", evaluation)
+        storage.write_json(storage.join(out, "evaluation.json"), evaluation)
         blessed, reason = evaluation["blessed"], evaluation["reason"]
-        ctx.output_dirs["blessing"].mkdir(parents=True, exist_ok=True)
-        (ctx.output_dirs["blessing"] / ("BLESSED" if blessed else "NOT_BLESSED")).write_text(reason + "\n")
+        storage.write_text(storage.join(ctx.output_dirs["blessing"], "BLESSED" if blessed else "NOT_BLESSED"),
+                           reason + "\n")
         headline = {key: evaluation["candidate"][key] for key in headline_keys}
         baseline = evaluation["baseline"]
         baseline_headline = {key: baseline[key] for key in headline_keys} if baseline else None
         return {"evaluation": {"headline": headline, "baseline": baseline_headline,
-                               "report": str(out / "report.md")},
+                               "report": storage.join(out, "report.md")},
                 "blessing": {"blessed": blessed, "reason": reason,
                              "baseline_version": evaluation.get("baseline_version")}}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from tfx_pipeline import storage
 from tfx_pipeline.beam.examples import WriteSplit, encode_row, split_names, split_of
 from tfx_pipeline.beam.pipeline_options import counted_pipeline
 from tfx_pipeline.beam.quarantine import WriteQuarantine, quarantined_counts
@@ -46,11 +46,10 @@ class ExampleGen(Component):
         """The input files by path, size and modification time (any filesystem)."""
         if "rows" in self.inputs:
             return None  # An upstream artifact, fingerprinted by the runner.
-        matches = FileSystems.match([self.data.path])[0].metadata_list
-        return sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in matches)
+        return storage.file_states(self.data.path)
 
     def execute(self, ctx: ExecutionContext):
-        data_path = str(ctx.inputs["rows"].uri / ROWS_FILE) if "rows" in ctx.inputs else self.data.path
+        data_path = storage.join(ctx.inputs["rows"].uri, ROWS_FILE) if "rows" in ctx.inputs else self.data.path
         files = matched_files(data_path)
         for path in files:
             check_header(path, file_format(path, self.data.format), self.columns)
@@ -58,7 +57,7 @@ class ExampleGen(Component):
         splits = split_names(self.split)
         with counted_pipeline(ctx.beam_args, ctx.log) as run:
             rows, quarantined = run.pipeline | "ReadRows" >> ReadRows(data_path, self.data.format, self.columns)
-            _ = quarantined | "WriteQuarantine" >> WriteQuarantine(examples_dir / QUARANTINE_DIR)
+            _ = quarantined | "WriteQuarantine" >> WriteQuarantine(storage.join(examples_dir, QUARANTINE_DIR))
             partitions = rows | "SplitByTextHash" >> beam.Partition(
                 lambda row, _n: splits.index(split_of(row, self.split)), len(splits))
             for split, partition in zip(splits, partitions):
@@ -75,7 +74,7 @@ class ExampleGen(Component):
             "rows_read": counters.get("rows_read", 0),
             "split_counts": split_counts,
             "quarantined": quarantined_counts(counters),
-            "quarantine_dir": str(examples_dir / QUARANTINE_DIR),
+            "quarantine_dir": storage.join(examples_dir, QUARANTINE_DIR),
         }}
 
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from pathlib import Path
 from typing import Any, Mapping
 
 import apache_beam as beam
 
+from tfx_pipeline import storage
 from tfx_pipeline.beam.examples import ReadSplit, WriteSplit, encode_row
 from tfx_pipeline.beam.pipeline_options import counted_pipeline
 from tfx_pipeline.beam.quarantine import (
     QUARANTINE_TAG, WriteQuarantine, count_reason, quarantine_record, quarantined_counts)
 from tfx_pipeline.config import ValidationConfig
-from tfx_pipeline.dsl import Channel, Component, ExecutionContext, PipelineError, read_json, write_json
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext, PipelineError
 
 ANOMALIES_FILE = "anomalies.json"
 
@@ -63,19 +63,19 @@ class ExampleValidator(Component):
     OUTPUTS = {"examples": "Examples", "anomalies": "ExampleAnomalies"}
 
     def __init__(self, examples: Channel, statistics: Channel, schema: Channel,
-                 validation: ValidationConfig, splits: list[str], baseline_statistics: Path):
+                 validation: ValidationConfig, splits: list[str], baseline_statistics: str):
         super().__init__({"examples": examples, "statistics": statistics, "schema": schema})
         self.validation, self.splits = validation, list(splits)
         # Statistics of the last validated data; only compared against, never
         # a cache key, so re-running on unchanged data stays cached.
-        self.baseline_statistics = Path(baseline_statistics)
+        self.baseline_statistics = str(baseline_statistics)
 
     def fingerprint_data(self):
         return [dataclasses.asdict(self.validation), self.splits]
 
     def execute(self, ctx: ExecutionContext):
-        schema = read_json(ctx.inputs["schema"].uri / "schema.json")
-        statistics = read_json(ctx.inputs["statistics"].uri / "statistics.json")
+        schema = storage.read_json(storage.join(ctx.inputs["schema"].uri, "schema.json"))
+        statistics = storage.read_json(storage.join(ctx.inputs["statistics"].uri, "statistics.json"))
         examples_in = ctx.inputs["examples"]
         examples_out, anomalies_dir = ctx.output_dirs["examples"], ctx.output_dirs["anomalies"]
         with counted_pipeline(ctx.beam_args, ctx.log) as run:
@@ -90,7 +90,7 @@ class ExampleValidator(Component):
                      | f"Write[{split}]" >> WriteSplit(examples_out, split))
                 quarantines.append(checked[QUARANTINE_TAG])
             _ = quarantines | "MergeQuarantine" >> beam.Flatten() | "WriteQuarantine" >> WriteQuarantine(
-                anomalies_dir / "quarantine")
+                storage.join(anomalies_dir, "quarantine"))
 
         bad_rows = collections.Counter(examples_in.properties.get("quarantined", {}))
         bad_rows.update(quarantined_counts(run.counters))
@@ -101,24 +101,24 @@ class ExampleValidator(Component):
             "bad_rows": dict(bad_rows),
             "bad_row_fraction": sum(bad_rows.values()) / rows_read,
             "max_bad_row_fraction": self.validation.max_bad_row_fraction,
-            "quarantine_files": [examples_in.properties.get("quarantine_dir"), str(anomalies_dir / "quarantine")],
+            "quarantine_files": [examples_in.properties.get("quarantine_dir"), storage.join(anomalies_dir, "quarantine")],
             "label_skew": self._label_skew(statistics),
             "statistics": {split: _brief(s) for split, s in statistics.items()},
         }
         report["anomalies"] = self._anomalies(report)
-        write_json(anomalies_dir / ANOMALIES_FILE, report)
+        storage.write_json(storage.join(anomalies_dir, ANOMALIES_FILE), report)
         for message in report["anomalies"]:
             ctx.log.warning("anomaly: %s", message)
         self._stop_if_over_bounds(report)
-        write_json(self.baseline_statistics, statistics)
+        storage.write_json(self.baseline_statistics, statistics)
         return {"examples": {"split_counts": report["valid_counts"]},
                 "anomalies": {"anomalies": report["anomalies"], "bad_rows": report["bad_rows"],
                               "bad_row_fraction": report["bad_row_fraction"]}}
 
     def _label_skew(self, statistics) -> dict[str, Any] | None:
-        if not self.baseline_statistics.exists():
+        if not storage.exists(self.baseline_statistics):
             return None
-        previous = read_json(self.baseline_statistics)["train"]["labels"]
+        previous = storage.read_json(self.baseline_statistics)["train"]["labels"]
         current = statistics["train"]["labels"]
         p, q = _distribution(previous), _distribution(current)
         distances = {label: abs(p.get(label, 0.0) - q.get(label, 0.0)) for label in set(p) | set(q)}

@@ -15,11 +15,13 @@ import dataclasses
 import json
 from pathlib import Path
 
+from tfx_pipeline import storage
+
 from tfx_pipeline.components.example_gen import ROWS_FILE
 from tfx_pipeline.config import MiningConfig
-from tfx_pipeline.dsl import Component, ExecutionContext, PipelineError, write_json
+from tfx_pipeline.dsl import Component, ExecutionContext, PipelineError
 from tfx_pipeline.evaluation.predict import text_embedder
-from tfx_pipeline.model_versions import latest_version, provenance
+from tfx_pipeline.model_versions import latest_version, version_identity
 from tfx_pipeline.ranking.beir import BeirDataset, BeirFormatError
 from tfx_pipeline.ranking.mining import Bm25Retriever, dense_top_k, sample_negatives
 
@@ -31,27 +33,29 @@ LABELS = ("irrelevant", "relevant")
 
 class HardNegativeMiner(Component):
     OUTPUTS = {"rows": "Examples"}
+    LOCAL_FILES = True  # BM25 and the embedder run here, on a local copy of the dataset.
 
     def __init__(self, beir_dir: str, mining: MiningConfig, model_base_path: str):
         super().__init__()
-        self.beir_dir, self.mining = Path(beir_dir), mining
-        self.embedder_dir = Path(model_base_path) / mining.embedder_model if mining.embedder_model else None
+        self.beir_dir, self.mining = beir_dir, mining
+        self.embedder_name = mining.embedder_model
+        self.embedder_dir = storage.join(model_base_path, mining.embedder_model) if mining.embedder_model else None
 
     def fingerprint_data(self):
-        return [str(self.beir_dir), dataclasses.asdict(self.mining)]
+        return [self.beir_dir, dataclasses.asdict(self.mining)]
 
     def external_fingerprint(self):
         """The BEIR files, and the embedder version that mines (if any)."""
-        files = sorted(p for p in self.beir_dir.rglob("*") if p.is_file()) if self.beir_dir.is_dir() else []
-        state = [(str(p), p.stat().st_size, p.stat().st_mtime) for p in files]
+        state: list = storage.file_states(storage.join(self.beir_dir, "**"))
         if self.embedder_dir is not None:
             latest = latest_version(self.embedder_dir)
-            state.append(None if latest is None else [latest[0], provenance(latest[1]).get("model_fingerprint")])
+            state.append(None if latest is None else [latest[0], version_identity(latest[1])])
         return state
 
     def execute(self, ctx: ExecutionContext):
         try:
-            data = BeirDataset.load(self.beir_dir, self.mining.qrels_split)
+            with storage.local_copy(self.beir_dir) as local:
+                data = BeirDataset.load(local, self.mining.qrels_split)
         except (BeirFormatError, OSError) as e:
             raise PipelineError(f"HardNegativeMiner: {e}") from None
         if not data.queries:
@@ -68,15 +72,16 @@ class HardNegativeMiner(Component):
         if self.mining.embedder_negatives and self.embedder_dir is not None:
             latest = latest_version(self.embedder_dir)
             if latest is None:
-                ctx.log.warning("no pushed %s yet: mining with BM25 only", self.embedder_dir.name)
+                ctx.log.warning("no pushed %s yet: mining with BM25 only", self.embedder_name)
             else:
-                ctx.log.info("embedding the corpus with %s version %d", self.embedder_dir.name, latest[0])
-                rankings["embedder"] = dense_top_k(text_embedder(latest[1]), query_texts, doc_texts,
-                                                   self.mining.depth)
+                ctx.log.info("embedding the corpus with %s version %d", self.embedder_name, latest[0])
+                with storage.local_copy(latest[1]) as local:
+                    rankings["embedder"] = dense_top_k(text_embedder(local), query_texts, doc_texts,
+                                                       self.mining.depth)
                 counts["embedder"] = self.mining.embedder_negatives
 
         index = {doc: i for i, doc in enumerate(doc_ids)}
-        out = ctx.output_dirs["rows"]
+        out = Path(ctx.output_dirs["rows"])
         out.mkdir(parents=True, exist_ok=True)
         stats = {"queries": len(query_ids), "relevant": 0, **{f"negatives_{s}": 0 for s in rankings},
                  **{f"{s}_recall_at_depth": 0.0 for s in rankings}}
@@ -100,6 +105,6 @@ class HardNegativeMiner(Component):
                         stats[f"negatives_{source}"] += 1
         for source in rankings:
             stats[f"{source}_recall_at_depth"] = round(stats[f"{source}_recall_at_depth"] / len(query_ids), 4)
-        write_json(out / "mining.json", {**stats, "depth": self.mining.depth})
+        storage.write_json(out / "mining.json", {**stats, "depth": self.mining.depth})
         ctx.log.info("mined rows: %s", stats)
         return {"rows": {**stats, "path": str(out / ROWS_FILE)}}

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
+from tfx_pipeline import storage
 from tfx_pipeline.config import ConfigError, DataConfig, ValidationConfig
-from tfx_pipeline.dsl import Channel, Component, ExecutionContext, read_json, write_json
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 
 SCHEMA_FILE = "schema.json"
 
@@ -21,28 +21,28 @@ SCHEMA_FILE = "schema.json"
 class SchemaGen(Component):
     OUTPUTS = {"schema": "Schema"}
 
-    def __init__(self, statistics: Channel, data: DataConfig, validation: ValidationConfig, stored_schema: Path):
+    def __init__(self, statistics: Channel, data: DataConfig, validation: ValidationConfig, stored_schema: str):
         super().__init__({"statistics": statistics})
-        self.data, self.validation, self.stored_schema = data, validation, Path(stored_schema)
+        self.data, self.validation, self.stored_schema = data, validation, str(stored_schema)
 
     def fingerprint_data(self):
         return [self.configured_labels(), self.validation.max_text_chars, bool(self.data.text_pair_column)]
 
     def external_fingerprint(self):
-        if self.configured_labels() or not self.stored_schema.exists():
+        if self.configured_labels() or not storage.exists(self.stored_schema):
             return None  # Configured labels win; the stored schema is not read.
-        return self.stored_schema.read_text()
+        return storage.read_text(self.stored_schema)
 
     def output_fingerprint(self, key, uri, execution_fingerprint):
         # The same schema re-derived must not invalidate everything downstream.
-        return hashlib.sha256((uri / SCHEMA_FILE).read_bytes()).hexdigest()[:16]
+        return hashlib.sha256(storage.read_bytes(storage.join(uri, SCHEMA_FILE))).hexdigest()[:16]
 
     def configured_labels(self) -> list[str]:
         if self.data.labels and self.data.labels_file:
             raise ConfigError("data: set labels or labels_file, not both")
         if self.data.labels_file:
             try:
-                labels = json.loads(Path(self.data.labels_file).read_text())
+                labels = json.loads(storage.read_text(self.data.labels_file))
             except (OSError, json.JSONDecodeError) as error:
                 raise ConfigError(f"data.labels_file: cannot read a JSON list from "
                                   f"{self.data.labels_file}: {error}") from None
@@ -55,10 +55,10 @@ class SchemaGen(Component):
         labels = self.configured_labels()
         if labels:
             origin = "configuration"
-        elif self.stored_schema.exists():
-            labels, origin = read_json(self.stored_schema)["labels"], f"stored schema {self.stored_schema}"
+        elif storage.exists(self.stored_schema):
+            labels, origin = storage.read_json(self.stored_schema)["labels"], f"stored schema {self.stored_schema}"
         else:
-            statistics = read_json(ctx.inputs["statistics"].uri / "statistics.json")
+            statistics = storage.read_json(storage.join(ctx.inputs["statistics"].uri, "statistics.json"))
             labels, origin = sorted(statistics["train"]["labels"]), "inferred from the training split"
         if len(labels) < 2:
             raise ConfigError(f"schema: a classifier needs at least 2 labels, found {labels} ({origin})")
@@ -67,8 +67,8 @@ class SchemaGen(Component):
             "max_text_chars": self.validation.max_text_chars,
             "text_pair": bool(self.data.text_pair_column),
         }
-        write_json(ctx.output_dirs["schema"] / SCHEMA_FILE, schema)
-        if not self.stored_schema.exists():
-            write_json(self.stored_schema, schema)
+        storage.write_json(storage.join(ctx.output_dirs["schema"], SCHEMA_FILE), schema)
+        if not storage.exists(self.stored_schema):
+            storage.write_json(self.stored_schema, schema)
         ctx.log.info("schema: %d labels (%s)", len(labels), origin)
         return {"schema": {"num_labels": len(labels), "labels_from": origin}}

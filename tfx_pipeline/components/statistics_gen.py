@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import apache_beam as beam
 
+from tfx_pipeline import storage
 from tfx_pipeline.beam.examples import ReadSplit
 from tfx_pipeline.beam.pipeline_options import counted_pipeline
 from tfx_pipeline.beam.statistics import ComputeStatistics
 from tfx_pipeline.config import ModelConfig
-from tfx_pipeline.dsl import Channel, Component, ExecutionContext, write_json
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 
 STATISTICS_FILE = "statistics.json"
 
@@ -38,7 +38,7 @@ class StatisticsGen(Component):
                          self.columns, self.model.backbone.preset, self.model.sequence_length)
                      | f"ToJson[{split}]" >> beam.Map(json.dumps)
                      | f"Write[{split}]" >> beam.io.WriteToText(
-                         str(out / f"split-{split}"), file_name_suffix=".json", shard_name_template=""))
-        statistics = {split: json.loads((out / f"split-{split}.json").read_text()) for split in self.splits}
-        write_json(out / STATISTICS_FILE, statistics)
+                         storage.join(out, f"split-{split}"), file_name_suffix=".json", shard_name_template=""))
+        statistics = {split: storage.read_json(storage.join(out, f"split-{split}.json")) for split in self.splits}
+        storage.write_json(storage.join(out, STATISTICS_FILE), statistics)
         return {"statistics": {"num_examples": {s: v["num_examples"] for s, v in statistics.items()}}}

@@ -7,15 +7,18 @@ only maps artifacts to its arguments, as TFX's Trainer does with a module file.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from tfx_pipeline.beam.examples import split_pattern
 from tfx_pipeline.config import ModelConfig, TrainingConfig
-from tfx_pipeline.dsl import Channel, Component, ExecutionContext, write_json
+from tfx_pipeline import storage
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 from tfx_pipeline.model.training import TrainerArgs, run_fn
 
 
 class Trainer(Component):
     OUTPUTS = {"model": "Model", "model_run": "ModelRun"}
+    LOCAL_FILES = True  # Keras checkpoints and export write local files.
 
     def __init__(self, transformed_examples: Channel, transform_graph: Channel,
                  model: ModelConfig, training: TrainingConfig):
@@ -32,15 +35,15 @@ class Trainer(Component):
             eval_files=split_pattern(examples.uri, "eval"),
             num_train_examples=examples.properties["split_counts"]["train"],
             transform_graph_dir=ctx.inputs["transform_graph"].uri,
-            serving_model_dir=ctx.output_dirs["model"],
+            serving_model_dir=Path(ctx.output_dirs["model"]),
             # Outside the output dirs, which are cleared on a restart: a killed
             # training resumes from here.
-            backup_dir=ctx.execution_dir / "backup",
-            model_run_dir=ctx.output_dirs["model_run"],
+            backup_dir=Path(ctx.execution_dir) / "backup",
+            model_run_dir=Path(ctx.output_dirs["model_run"]),
             model=self.model,
             training=self.training,
         )
         summary = run_fn(args)
-        write_json(ctx.output_dirs["model_run"] / "training_summary.json", summary)
+        storage.write_json(storage.join(ctx.output_dirs["model_run"], "training_summary.json"), summary)
         return {"model": {"task": self.model.task, "text_pair": self.model.task == "text_pair_classification"},
                 "model_run": summary}

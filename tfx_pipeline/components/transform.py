@@ -15,10 +15,11 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from tfx_pipeline import storage
 from tfx_pipeline.beam.examples import ReadSplit, WriteSplit, encode_int_lists
 from tfx_pipeline.beam.pipeline_options import counted_pipeline
 from tfx_pipeline.config import ConfigError, ModelConfig
-from tfx_pipeline.dsl import Channel, Component, ExecutionContext, read_json
+from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 from tfx_pipeline.model.preprocessing import TextPreprocessor
 from tfx_pipeline.model.transform_graph import load_transform_graph, save_transform_graph
 
@@ -96,12 +97,12 @@ class Transform(Component):
     def execute(self, ctx: ExecutionContext):
         graph_dir = ctx.output_dirs["transform_graph"]
         preprocessor = TextPreprocessor.from_preset(self.model.backbone.preset, self.model.sequence_length)
-        class_names = read_json(ctx.inputs["schema"].uri / "schema.json")["labels"]
+        class_names = storage.read_json(storage.join(ctx.inputs["schema"].uri, "schema.json"))["labels"]
         save_transform_graph(graph_dir, preprocessor, class_names)
         with counted_pipeline(ctx.beam_args, ctx.log) as run:
             for split in self.splits:
                 rows = run.pipeline | f"Read[{split}]" >> ReadSplit(ctx.inputs["examples"].uri, split)
-                _ = (self._tokenize(rows, split, str(graph_dir))
+                _ = (self._tokenize(rows, split, graph_dir)
                      | f"Write[{split}]" >> WriteSplit(ctx.output_dirs["transformed_examples"], split))
         counts = ctx.inputs["examples"].properties.get("split_counts", {})
         if self.model.task == "text_embedding":  # One example per relevant row, not per row.

@@ -55,7 +55,8 @@ class TextPreprocessor:
     def load(cls, directory: str | Path) -> "TextPreprocessor":
         directory = Path(directory)
         config = json.loads((directory / cls.CONFIG_FILE).read_text())
-        return cls(str(directory / cls.VOCABULARY_FILE), **config)
+        # Read now, not by path: the directory may be a temporary download.
+        return cls((directory / cls.VOCABULARY_FILE).read_text().splitlines(), **config)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)

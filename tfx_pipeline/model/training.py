@@ -34,7 +34,7 @@ class TrainerArgs:
     train_files: str
     eval_files: str
     num_train_examples: int
-    transform_graph_dir: Path
+    transform_graph_dir: str
     serving_model_dir: Path
     backup_dir: Path
     model_run_dir: Path

@@ -6,19 +6,22 @@ and the model's outputs back into label names.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
+from tfx_pipeline import storage
 from tfx_pipeline.model.preprocessing import TextPreprocessor
 
 CLASS_NAMES_FILE = "class_names.txt"
 
 
-def save_transform_graph(directory: Path, preprocessor: TextPreprocessor, class_names: Sequence[str]) -> None:
-    preprocessor.save(directory)
-    (Path(directory) / CLASS_NAMES_FILE).write_text("\n".join(class_names) + "\n")
+def save_transform_graph(directory: str, preprocessor: TextPreprocessor, class_names: Sequence[str]) -> None:
+    """Writes the artifact at `directory`, a local path or a URI."""
+    with storage.local_output(directory) as local:
+        preprocessor.save(local)
+        (local / CLASS_NAMES_FILE).write_text("\n".join(class_names) + "\n")
 
 
-def load_transform_graph(directory: Path | str) -> tuple[TextPreprocessor, list[str]]:
-    directory = Path(directory)
-    return TextPreprocessor.load(directory), (directory / CLASS_NAMES_FILE).read_text().splitlines()
+def load_transform_graph(directory: str) -> tuple[TextPreprocessor, list[str]]:
+    """Reads the artifact from a local path or a URI (Beam workers read it from the bucket)."""
+    with storage.local_copy(directory) as local:
+        return TextPreprocessor.load(local), (local / CLASS_NAMES_FILE).read_text().splitlines()

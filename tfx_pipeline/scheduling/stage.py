@@ -38,6 +38,6 @@ def run_until(config: PipelineConfig, until: str, config_path: str) -> dict:
     """Runs the prefix with the local runner; returns its run record."""
     from tfx_pipeline.runner import LocalDagRunner
 
-    return LocalDagRunner().run(prefix_pipeline(config, until),
+    return LocalDagRunner(local_cache=config.local_cache or None).run(prefix_pipeline(config, until),
                                 run_metadata={"config_path": config_path, "config": config.to_dict(),
                                               "until": until})
