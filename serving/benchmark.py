@@ -60,8 +60,11 @@ class BenchmarkConfig:
     in_process_seconds: float = 10.0
     batching_parameters_file: Path = INFRA_BATCHING
     group_by_text_length: bool = True
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
+    # The server's TensorFlow thread pools (0: TensorFlow's default, one thread per core).
+    # One intra-op thread per batch thread, as infra/serving/deployment.yaml runs TF Serving:
+    # the two batch threads then each have a core instead of contending for both.
+    server_intra_op_threads: int = 1
+    server_inter_op_threads: int = 0
 
 
 @dataclass
@@ -120,14 +123,13 @@ def _base_path_for(model_path: Path, workdir: Path) -> Path:
 
 
 def measure_in_process(config: BenchmarkConfig, texts: Sequence[str]) -> dict[str, float]:
-    """Examples/s of the signature called directly, per batch size (random and length-grouped batches)."""
+    """Examples/s of the signature called directly, per batch size (random and length-grouped batches).
+
+    With TensorFlow's default thread pools: the best this process can do, whatever the server uses.
+    """
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (ops used by the graph)
 
-    if config.intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
-    if config.inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
     version_dir = config.model_path
     if not (version_dir / "saved_model.pb").is_file():
         version_dir = max((p for p in version_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
@@ -173,10 +175,10 @@ class ServerProcess:
             sys.executable, "-m", "serving", f"--port={self.port}", "--bind_address=127.0.0.1",
             f"--model_name={config.model_name}", f"--model_base_path={base_path}",
         ]
-        if config.intra_op_threads:
-            args.append(f"--tensorflow_intra_op_parallelism={config.intra_op_threads}")
-        if config.inter_op_threads:
-            args.append(f"--tensorflow_inter_op_parallelism={config.inter_op_threads}")
+        if config.server_intra_op_threads:
+            args.append(f"--tensorflow_intra_op_parallelism={config.server_intra_op_threads}")
+        if config.server_inter_op_threads:
+            args.append(f"--tensorflow_inter_op_parallelism={config.server_inter_op_threads}")
         if batching:
             args += [
                 "--enable_batching",
@@ -457,8 +459,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, Path
     parser.add_argument("--batching_parameters_file", type=Path, default=defaults.batching_parameters_file,
                         help="BatchingParameters for the batching-on runs (default: infra/serving/batching.config)")
     parser.add_argument("--group_by_text_length", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
-    parser.add_argument("--intra_op_threads", type=int, default=defaults.intra_op_threads)
-    parser.add_argument("--inter_op_threads", type=int, default=defaults.inter_op_threads)
+    parser.add_argument("--server_intra_op_threads", type=int, default=defaults.server_intra_op_threads,
+                        help="the server's --tensorflow_intra_op_parallelism (0: TensorFlow's default)")
+    parser.add_argument("--server_inter_op_threads", type=int, default=defaults.server_inter_op_threads,
+                        help="the server's --tensorflow_inter_op_parallelism (0: TensorFlow's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
     config = BenchmarkConfig(
@@ -475,8 +479,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, Path
         in_process_seconds=args.in_process_seconds,
         batching_parameters_file=args.batching_parameters_file,
         group_by_text_length=args.group_by_text_length,
-        intra_op_threads=args.intra_op_threads,
-        inter_op_threads=args.inter_op_threads,
+        server_intra_op_threads=args.server_intra_op_threads,
+        server_inter_op_threads=args.server_inter_op_threads,
     )
     return config, args.json
 

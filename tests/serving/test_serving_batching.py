@@ -154,6 +154,33 @@ def test_texts_are_grouped_by_length(make_scheduler):
     assert sorted(seen) == [[9, 9], [len(long), len(long)]]
 
 
+SHORT, LONG = b"lost card", b" ".join([b"word"] * 40)  # 9 and 199 characters; 4 and 42 tokens
+
+
+@pytest.mark.parametrize("waiting, batches", [
+    (4, [[9, 9, 199, 199]]),  # Few waiting: one batch, lengths mixed.
+    (12, [[9] * 6, [199] * 6]),  # Many: one batch per length group.
+])
+def test_few_waiting_texts_run_together_many_by_length(make_scheduler, waiting, batches):
+    scheduler = make_scheduler(max_batch_size=16, batch_timeout_micros=0, num_batch_threads=1)
+    gate, seen = threading.Event(), []
+
+    def lengths(inputs):
+        gate.wait(30)  # The first batch holds the only worker while the rest queue up.
+        seen.append([len(t) for t in inputs["text"]])
+        return {"n": np.array([len(t) for t in inputs["text"]])}
+
+    queue = scheduler.queue(QUEUE, lengths)
+    blocker = queue.submit({"text": np.array([b"first"], dtype=object)})
+    wait_for(lambda: queue._batches == [])  # The worker has taken it.
+    texts = [(SHORT, LONG)[i % 2] for i in range(waiting)]
+    futures = [queue.submit({"text": np.array([text], dtype=object)}) for text in texts]
+    gate.set()
+    blocker.result(timeout=30)
+    assert [f.result(timeout=30)["n"][0] for f in futures] == [len(text) for text in texts]
+    assert sorted(sorted(batch) for batch in seen[1:]) == batches
+
+
 def test_grouped_queue_limit_counts_rows(make_scheduler):
     scheduler = make_scheduler(
         max_batch_size=4, batch_timeout_micros=30_000_000, max_enqueued_batches=1, num_batch_threads=1
