@@ -1,8 +1,10 @@
-"""A pipeline root and model base path in a bucket: `s3://` on a real S3 server.
+"""A pipeline root and model base path in a bucket: `s3://` and `gs://` on real servers.
 
-moto's server speaks the S3 HTTP API on a loopback port; Beam's S3 filesystem
-(boto3) talks to it through the `--s3_*` pipeline options, exactly as it
-would to AWS or to MinIO. Nothing of the pipeline is mocked: Beam stages write
+moto's server speaks the S3 HTTP API and gcp-storage-emulator the GCS JSON
+API, each on a loopback port. Beam's S3 filesystem (boto3) reaches the first
+through the `--s3_*` pipeline options, Beam's GCS filesystem the second
+through `STORAGE_EMULATOR_HOST`, exactly as they would reach AWS, MinIO or
+Google Cloud Storage. Nothing of the pipeline is mocked: Beam stages write
 their shards to the bucket, TensorFlow steps work on local copies, the Pusher
 publishes a servable version there.
 """
@@ -10,6 +12,7 @@ publishes a servable version there.
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
@@ -22,8 +25,7 @@ from tfx_pipeline.runner import LocalDagRunner, list_runs
 BUCKET = "suite-artifacts"
 
 
-@pytest.fixture(scope="module")
-def s3_beam_args():
+def _s3_bucket():
     boto3 = pytest.importorskip("boto3")
     server_module = pytest.importorskip("moto.server")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # One line per S3 request otherwise.
@@ -35,14 +37,32 @@ def s3_beam_args():
     boto3.client("s3", endpoint_url=endpoint, **credentials).create_bucket(Bucket=BUCKET)
     args = ("--runner=FnApiRunner", f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=suite",
             "--s3_secret_access_key=suite", "--s3_region_name=us-east-1")
+    return f"s3://{BUCKET}", args, server.stop
+
+
+def _gcs_bucket(monkeypatch):
+    emulator = pytest.importorskip("gcp_storage_emulator.server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    return f"gs://{BUCKET}", ("--runner=FnApiRunner", "--project=suite-test"), server.stop
+
+
+@pytest.fixture(params=["s3", "gs"])
+def bucket(request, monkeypatch):
+    """(bucket URI, Beam args reaching it) on a server started for the test."""
+    uri, args, stop = _s3_bucket() if request.param == "s3" else _gcs_bucket(monkeypatch)
     storage.configure(args)
-    yield args
+    yield uri, args
     storage.configure(["--runner=FnApiRunner"])
-    server.stop()
+    stop()
 
 
-def test_storage_round_trips_files_and_directories(s3_beam_args, tmp_path):
-    root = f"s3://{BUCKET}/unit"
+def test_storage_round_trips_files_and_directories(bucket, tmp_path):
+    root = f"{bucket[0]}/unit"
     storage.write_json(storage.join(root, "a", "b.json"), {"x": 1})
     (tmp_path / "tree" / "sub").mkdir(parents=True)
     (tmp_path / "tree" / "saved_model.pb").write_bytes(b"graph")
@@ -59,10 +79,11 @@ def test_storage_round_trips_files_and_directories(s3_beam_args, tmp_path):
     assert [storage.relative(u, root) for u in storage.list_files(root)] == ["a/b.json"]
 
 
-def test_pipeline_runs_caches_and_pushes_with_everything_in_a_bucket(s3_beam_args, demo_data_dir, tmp_path):
-    root, models = f"s3://{BUCKET}/pipelines/intent", f"s3://{BUCKET}/models"
+def test_pipeline_runs_caches_and_pushes_with_everything_in_a_bucket(bucket, demo_data_dir, tmp_path):
+    bucket_uri, beam_args = bucket
+    root, models = f"{bucket_uri}/pipelines/intent", f"{bucket_uri}/models"
     config = tiny_config("intent", demo_data_dir, tmp_path, **{
-        "pipeline_root": root, "push.model_base_path": models, "beam_args": list(s3_beam_args)})
+        "pipeline_root": root, "push.model_base_path": models, "beam_args": list(beam_args)})
     runner = LocalDagRunner(local_cache=tmp_path / "local_cache")
 
     first = runner.run(create_pipeline(config))
