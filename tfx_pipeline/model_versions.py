@@ -2,8 +2,8 @@
 
 This is TF Serving's layout; anything not named by an integer is ignored by
 the server, which is what lets the Pusher write elsewhere and rename. The
-base path may be local or on any Beam filesystem (TF Serving reads `gs://`
-and `s3://` itself).
+base path may be local or on any Beam filesystem (TF Serving reads a
+`gs://` one itself).
 """
 
 from __future__ import annotations
