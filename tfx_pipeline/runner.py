@@ -151,7 +151,6 @@ class LocalDagRunner:
             "artifacts": {key: a.to_json() for key, a in outputs.items()},
         }
 
-
     def _execute(self, component: Component, ctx: ExecutionContext, execution_fp: str) -> Mapping[str, Any]:
         """Runs `component`; one with `LOCAL_FILES` and a remote root works on local copies."""
         if not component.LOCAL_FILES or storage.is_local(ctx.execution_dir):
@@ -173,7 +172,7 @@ class LocalDagRunner:
         properties = component.execute(dataclasses.replace(
             ctx, inputs=local_inputs, output_dirs=local_outputs, execution_dir=str(workdir)))
         for key, directory in local_outputs.items():
-            storage.upload_dir(directory, ctx.output_dirs[key])
+            storage.copy_tree(directory, ctx.output_dirs[key])
         # Properties that name a local output file name its published copy instead.
         moves = [(local, ctx.output_dirs[key]) for key, local in local_outputs.items()]
         return _replace_prefixes(properties, moves)

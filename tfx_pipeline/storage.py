@@ -9,8 +9,8 @@ come from the pipeline's Beam options (`configure`).
 
 Libraries that only read local files (TensorFlow training and export, the
 tokenizer's vocabulary) work on a local copy: `local_copy` downloads a
-directory, `local_output` and `upload_dir` publish one. On a local URI they
-use the directory itself.
+directory, `local_output` publishes one. On a local URI both use the
+directory itself.
 
 >>> import tempfile
 >>> root = tempfile.mkdtemp()
@@ -112,12 +112,6 @@ def write_json(uri: str | os.PathLike, data: Any) -> None:
     write_text(uri, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def makedirs(uri: str | os.PathLike) -> None:
-    """Creates a local directory; a no-op on object stores, where prefixes need no creating."""
-    if is_local(uri):
-        Path(uri).mkdir(parents=True, exist_ok=True)
-
-
 def delete_tree(uri: str | os.PathLike) -> None:
     """Removes a directory and everything below it; nothing there is fine."""
     if is_local(uri):
@@ -175,19 +169,13 @@ def local_copy(uri: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def local_output(uri: str | os.PathLike, last: Sequence[str] = ()) -> Iterator[Path]:
+def local_output(uri: str | os.PathLike) -> Iterator[Path]:
     """A local directory to write `uri`'s files into: `uri` itself when local, else a
-    temporary one uploaded (files in `last` last, see `copy_tree`) when the block succeeds."""
+    temporary one uploaded when the block succeeds."""
     if is_local(uri):
         Path(uri).mkdir(parents=True, exist_ok=True)
         yield Path(uri)
         return
     with tempfile.TemporaryDirectory(prefix="suite-artifact-") as tmp:
         yield Path(tmp)
-        copy_tree(tmp, uri, last)
-
-
-def upload_dir(local_dir: str | os.PathLike, uri: str | os.PathLike) -> None:
-    """Publishes a local directory at `uri` (nothing to do when that is where it already is)."""
-    if not is_local(uri) or Path(local_dir).resolve() != Path(uri).resolve():
-        copy_tree(str(local_dir), uri)
+        copy_tree(tmp, uri)

@@ -56,6 +56,7 @@ class Evaluator(Component):
         rows = read_split_rows(ctx.inputs["examples"].uri, self.split)
         if not rows:
             raise PipelineError(f"Evaluator: the {self.split} split is empty; nothing to evaluate on")
+        Path(ctx.output_dirs["evaluation"]).mkdir(parents=True, exist_ok=True)  # Local: LOCAL_FILES.
         task = ctx.inputs["model"].properties.get("task", "text_classification")
         if task in RANKING_TASKS:
             return self._evaluate_ranking(ctx, task, rows)
@@ -86,7 +87,6 @@ class Evaluator(Component):
         ctx.log.info("%s: %s", "BLESSED" if blessed else "NOT BLESSED", reason)
 
         out = Path(ctx.output_dirs["evaluation"])
-        out.mkdir(parents=True, exist_ok=True)
         draw_confusion_matrix(candidate["confusion_matrix"], class_names, out / "confusion_matrix.png")
         write_report(evaluation, out / "report.md")
         return self._write_outputs(ctx, evaluation, HEADLINE)
@@ -117,7 +117,6 @@ class Evaluator(Component):
         blessed, reason = decide(self.evaluation.thresholds, evaluation["candidate"], evaluation["baseline"])
         evaluation.update(blessed=blessed, reason=reason)
         ctx.log.info("%s: %s", "BLESSED" if blessed else "NOT BLESSED", reason)
-        Path(ctx.output_dirs["evaluation"]).mkdir(parents=True, exist_ok=True)
         write_ranking_report(evaluation, RANKING_HEADLINE, Path(ctx.output_dirs["evaluation"]) / "report.md")
         return self._write_outputs(ctx, evaluation, RANKING_HEADLINE)
 

@@ -38,7 +38,6 @@ class HardNegativeMiner(Component):
     def __init__(self, beir_dir: str, mining: MiningConfig, model_base_path: str):
         super().__init__()
         self.beir_dir, self.mining = beir_dir, mining
-        self.embedder_name = mining.embedder_model
         self.embedder_dir = storage.join(model_base_path, mining.embedder_model) if mining.embedder_model else None
 
     def fingerprint_data(self):
@@ -72,9 +71,9 @@ class HardNegativeMiner(Component):
         if self.mining.embedder_negatives and self.embedder_dir is not None:
             latest = latest_version(self.embedder_dir)
             if latest is None:
-                ctx.log.warning("no pushed %s yet: mining with BM25 only", self.embedder_name)
+                ctx.log.warning("no pushed %s yet: mining with BM25 only", self.mining.embedder_model)
             else:
-                ctx.log.info("embedding the corpus with %s version %d", self.embedder_name, latest[0])
+                ctx.log.info("embedding the corpus with %s version %d", self.mining.embedder_model, latest[0])
                 with storage.local_copy(latest[1]) as local:
                     rankings["embedder"] = dense_top_k(text_embedder(local), query_texts, doc_texts,
                                                        self.mining.depth)
