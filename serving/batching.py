@@ -16,6 +16,12 @@ many requests wait; when few do, splitting them by length only makes more,
 smaller batches, each paying the per-call cost, and the last waits for the
 others. So a worker that finds at most ``MERGE_GROUPS_UP_TO_ROWS`` rows queued
 takes them all as one batch.
+
+With several length groups ready, a worker takes the one holding the most
+rows: small batches cost nearly as much per call as big ones, so running the
+oldest group first (TF Serving's order, right when all batches are alike)
+would spend the cores on batches of one or two.  So that no group starves,
+one passed over ``MAX_TIMES_PASSED_OVER`` times runs next, oldest first.
 """
 
 from __future__ import annotations
@@ -62,6 +68,12 @@ class _Task:
 # grouping alone doubled p99 at half the saturation rate).
 MERGE_GROUPS_UP_TO_ROWS = 8
 
+# A ready batch skipped for bigger ones this many times runs next.  Measured with
+# MiniLM, 64 clients, three 20 s runs back to back, twice (`python -m serving.benchmark`
+# is too slow for a sweep): oldest first 141.1 / 142.8 req/s, passed over at most
+# 2 times 137.9 / 144.4, 8 times 148.6 / 149.9 (mean batch 14 rows instead of 12).
+MAX_TIMES_PASSED_OVER = 8
+
 
 @dataclass(eq=False)
 class _Batch:
@@ -71,6 +83,7 @@ class _Batch:
     tasks: list[_Task] = field(default_factory=list)
     rows: int = 0
     closed: bool = False
+    times_passed_over: int = 0
 
 
 def task_rows(inputs: Mapping[str, np.ndarray]) -> int:
@@ -223,8 +236,18 @@ class BatchQueue:
         return min((self._batch_ready_at(b) for b in self._batches), default=None)
 
     def _pop(self) -> _Batch:
-        """Removes the batch that became ready first (with the rest, when few rows wait)."""
-        batch = min(self._batches, key=self._batch_ready_at)
+        """Removes the batch to run next (with the rest, when few rows wait).
+
+        Of the ready batches: the oldest that was passed over too often, else
+        the one with the most rows.
+        """
+        now = time.monotonic()
+        ready = [b for b in self._batches if self._batch_ready_at(b) <= now]
+        starving = [b for b in ready if b.times_passed_over >= MAX_TIMES_PASSED_OVER]
+        if starving:
+            batch = min(starving, key=self._batch_ready_at)
+        else:
+            batch = max(ready, key=lambda b: (b.rows, -self._batch_ready_at(b)))
         self._batches.remove(batch)
         if batch.length_bucket is not None and self._queued_rows <= MERGE_GROUPS_UP_TO_ROWS:
             for other in [b for b in self._batches if b.shape_key == batch.shape_key]:
@@ -232,6 +255,9 @@ class BatchQueue:
                     self._batches.remove(other)
                     batch.tasks += other.tasks
                     batch.rows += other.rows
+        for other in ready:
+            if other in self._batches:
+                other.times_passed_over += 1
         self._queued_rows -= batch.rows
         self._queue_depth.dec(len(batch.tasks))
         return batch

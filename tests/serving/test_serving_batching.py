@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
+from serving import batching
 from serving.batching import BatchScheduler, QueueId
 from serving.client import ClientConfig, RetryPolicy, ServingClient, ServingRpcError
 from serving.config import BatchingConfig, ModelConfig
@@ -179,6 +180,31 @@ def test_few_waiting_texts_run_together_many_by_length(make_scheduler, waiting, 
     blocker.result(timeout=30)
     assert [f.result(timeout=30)["n"][0] for f in futures] == [len(text) for text in texts]
     assert sorted(sorted(batch) for batch in seen[1:]) == batches
+
+
+def test_biggest_group_runs_first_and_a_passed_over_one_soon_after(make_scheduler):
+    scheduler = make_scheduler(max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1)
+    gate, seen = threading.Event(), []
+
+    def lengths(inputs):
+        gate.wait(30)
+        seen.append("long" if len(inputs["text"][0]) == len(LONG) else f"short x{len(inputs['text'])}")
+        return {"n": np.zeros(len(inputs["text"]))}
+
+    queue = scheduler.queue(QUEUE, lengths)
+    blocker = queue.submit({"text": np.array([b"first"], dtype=object)})
+    wait_for(lambda: queue._batches == [])
+    # Queued: one long text first, then more full batches of short ones than it may be passed over.
+    passes = batching.MAX_TIMES_PASSED_OVER
+    short_batches = passes + 2
+    texts = [LONG] + [SHORT] * (4 * short_batches)
+    assert len(texts) > batching.MERGE_GROUPS_UP_TO_ROWS  # enough waiting that groups stay apart
+    futures = [queue.submit({"text": np.array([text], dtype=object)}) for text in texts]
+    gate.set()
+    blocker.result(timeout=30)
+    for future in futures:
+        future.result(timeout=30)
+    assert seen[1:] == ["short x4"] * passes + ["long"] + ["short x4"] * (short_batches - passes)
 
 
 def test_grouped_queue_limit_counts_rows(make_scheduler):
