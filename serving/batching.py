@@ -11,11 +11,11 @@ with RESOURCE_EXHAUSTED; a request larger than a batch is INVALID_ARGUMENT.
 
 Text requests are grouped by estimated token length (``group_by_text_length``):
 our text models pad each call to its longest text, so one long text in a
-batch of short ones multiplies the work of the whole batch. That pays when
-many requests wait; when few do, splitting them by length only makes more,
-smaller batches, each paying the per-call cost, and the last waits for the
-others. So a worker that finds at most ``MERGE_GROUPS_UP_TO_ROWS`` rows queued
-takes them all as one batch.
+batch of short ones multiplies the work of the whole batch.  Groups stay
+apart however few rows wait: a short text merged with a long one waits as
+long as the long one.  (MiniLM at half the saturation rate, `python -m
+serving.benchmark` phases: p99 42-48 ms, against 50-68 ms when up to 8
+waiting rows ran as one mixed batch; six runs of each, alternating.)
 
 With several length groups ready, a worker takes the one holding the most
 rows: small batches cost nearly as much per call as big ones, so running the
@@ -62,11 +62,6 @@ class _Task:
     rows: int
     future: Future
 
-
-# At or below this many queued rows a worker runs them as one batch whatever
-# their lengths (measured with MiniLM on 2 cores, `python -m serving.benchmark`:
-# grouping alone doubled p99 at half the saturation rate).
-MERGE_GROUPS_UP_TO_ROWS = 8
 
 # A ready batch skipped for bigger ones this many times runs next.  Measured with
 # MiniLM, 64 clients, three 20 s runs back to back, twice (`python -m serving.benchmark`
@@ -236,7 +231,7 @@ class BatchQueue:
         return min((self._batch_ready_at(b) for b in self._batches), default=None)
 
     def _pop(self) -> _Batch:
-        """Removes the batch to run next (with the rest, when few rows wait).
+        """Removes the batch to run next.
 
         Of the ready batches: the oldest that was passed over too often, else
         the one with the most rows.
@@ -249,12 +244,6 @@ class BatchQueue:
         else:
             batch = max(ready, key=lambda b: (b.rows, -self._batch_ready_at(b)))
         self._batches.remove(batch)
-        if batch.length_bucket is not None and self._queued_rows <= MERGE_GROUPS_UP_TO_ROWS:
-            for other in [b for b in self._batches if b.shape_key == batch.shape_key]:
-                if batch.rows + other.rows <= self._config.max_batch_size:
-                    self._batches.remove(other)
-                    batch.tasks += other.tasks
-                    batch.rows += other.rows
         for other in ready:
             if other in self._batches:
                 other.times_passed_over += 1
