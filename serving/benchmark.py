@@ -512,6 +512,10 @@ def run(config: BenchmarkConfig) -> dict:
                                           on["soak"])],
         "rounds": [r.summary() for r in rounds],
         "cores_used_at_saturation": {"batching off": off["saturated_cores"], "batching on": on["saturated_cores"]},
+        # For reading the p99 target: how busy the cores are at the half rate if requests arrive one by one.
+        # Near 1, requests queue behind each other however they are batched.
+        "half_rate_vs_unbatched_saturation": round(
+            typical.half_rate.throughput / off["saturated"].throughput, 3),
         "memory": memory,
         "targets": {
             "saturation_vs_in_process": {"value": round(throughput, 3), "target": ">= 0.85",
@@ -535,6 +539,8 @@ def print_report(report: dict) -> None:
         print(f"{phase['phase']:<42}{phase['throughput_per_s']:>9}{phase['p50_ms']:>9}{phase['p99_ms']:>9}"
               f"{phase['errors']:>8}")
     print("cores used at saturation:", report["cores_used_at_saturation"])
+    print("half the saturation rate, as a share of what the unbatched server serves:",
+          report["half_rate_vs_unbatched_saturation"])
     print("memory:", report["memory"])
     for name, target in report["targets"].items():
         print(f"target {name}: {target['value']} (want {target['target']}) -> {'PASS' if target['pass'] else 'FAIL'}")

@@ -35,5 +35,10 @@ def test_benchmark_runs_paired_rounds_and_judges_the_targets(exports, tmp_path, 
     for phase in report["phases"]:
         assert phase["requests"] > 0 and phase["errors"] == 0, phase
     assert report["memory"]["rss_start_mb"] > 0
+    typical_half_rate = report["phases"][3]
+    assert typical_half_rate["phase"] == "batching on: half saturation rate"
+    unbatched_saturated = report["phases"][1]["throughput_per_s"]
+    assert math.isclose(report["half_rate_vs_unbatched_saturation"],
+                        typical_half_rate["throughput_per_s"] / unbatched_saturated, rel_tol=0.02)
     assert set(report["targets"]) == {"saturation_vs_in_process", "half_rate_p99_vs_single_p50", "memory_flat"}
     assert "round 2:" in capsys.readouterr().out
