@@ -58,8 +58,10 @@ class MonitorApp:
         self._stop = threading.Event()
         sources = config.ingest.sources
         self._files: list[tuple[FileFollower, SourceConfig]] = [
-            (FileFollower(Path(s.path), s.key), s) for s in sources if s.kind == "file"]
-        self._directories = [(DirectorySource(Path(s.path), s.key, s.pattern), s)
+            (FileFollower(Path(s.path), s.key, max_line_bytes=config.ingest.max_line_bytes), s)
+            for s in sources if s.kind == "file"]
+        self._directories = [(DirectorySource(Path(s.path), s.key, s.pattern,
+                                              max_line_bytes=config.ingest.max_line_bytes), s)
                              for s in sources if s.kind == "directory"]
         self._stdin = [(StdinSource(s.key), s) for s in sources if s.kind == "stdin"]
         self._http = [HttpSource(s.key, s.host, s.port, functools.partial(self._accept_http,

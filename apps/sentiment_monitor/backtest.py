@@ -18,7 +18,7 @@ from pathlib import Path
 
 from apps.sentiment_monitor.alerts import Alert
 from apps.sentiment_monitor.charts import alert_markers, html_page, sentiment_series, write_png
-from apps.sentiment_monitor.config import DeliveryConfig, IngestConfig, MonitorConfig, StoreConfig
+from apps.sentiment_monitor.config import DeliveryConfig, MonitorConfig, StoreConfig
 from apps.sentiment_monitor.ingest import DeadLetters, FileFollower
 from apps.sentiment_monitor.monitor import Monitor, Scorer
 from apps.sentiment_monitor.scoring import SentimentScorer
@@ -40,17 +40,18 @@ def backtest(config: MonitorConfig, history: Path, out_dir: Path, *, scorer: Sco
         raise FileNotFoundError(f"backtest input {history} does not exist")
     out_dir.mkdir(parents=True, exist_ok=True)
     database = out_dir / "backtest.db"
-    for stale in out_dir.glob("backtest.db*"):  # A backtest always starts from nothing.
+    for stale in [*out_dir.glob("backtest.db*"), *out_dir.glob("dead_letters.jsonl")]:  # Always from nothing.
         stale.unlink()
     config = dataclasses.replace(
         config, store=StoreConfig(url=f"sqlite:///{database}"),
-        ingest=IngestConfig(dead_letter_path=str(out_dir / "dead_letters.jsonl")), delivery=DeliveryConfig())
+        ingest=dataclasses.replace(config.ingest, sources=(), dead_letter_path=str(out_dir / "dead_letters.jsonl")),
+        delivery=DeliveryConfig())
     store = Store.open(config.store.url)
     own_scorer = scorer is None
     scorer = scorer or SentimentScorer(config.scoring)
     try:
         monitor = Monitor(config, store, scorer, dead_letters=DeadLetters(Path(config.ingest.dead_letter_path)))
-        follower = FileFollower(history, f"backtest:{history}")
+        follower = FileFollower(history, f"backtest:{history}", max_line_bytes=config.ingest.max_line_bytes)
         rejected = 0
         while True:
             batch = follower.read(store.position(follower.key), config.scoring.batch_size)

@@ -95,6 +95,8 @@ svg { border: 1px solid #ddd; background: #fff; }
 <svg id="chart" width="960" height="360" role="img" aria-label="sentiment per entity over time"></svg>
 <h2>Recent alerts</h2>
 <ul id="alerts"></ul>
+<h2>Undelivered alerts (dead-letter queue)</h2>
+<ul id="alert-dead-letters"></ul>
 <script>
 const LIVE = __LIVE__;
 const EMBEDDED = __DATA__;
@@ -136,8 +138,18 @@ function draw(data) {
     li.textContent = a.summary + (a.evidence.length ? " — " + a.evidence[0] : "");
     return li;
   }));
+  const health = data.health || {dead_letters: {}, alert_dead_letters: []};
+  const deadLines = Object.values(health.dead_letters).reduce((n, c) => n + c, 0);
+  document.getElementById("alert-dead-letters").replaceChildren(...health.alert_dead_letters.map(d => {
+    const li = document.createElement("li");
+    li.className = d.severity;
+    li.dataset.alert = d.alert_id;
+    li.textContent = `${d.entity} ${d.rule} → ${d.sink}: ${d.attempts} attempts, ${d.last_error}`;
+    return li;
+  }));
   document.getElementById("status").textContent =
-    `${entities.length} entities, ${data.alerts.length} alerts` + (LIVE ? ", updated " + new Date().toISOString() : "");
+    `${entities.length} entities, ${data.alerts.length} alerts, ${deadLines} dead letters, ` +
+    `${health.alert_dead_letters.length} undelivered alerts` + (LIVE ? ", updated " + new Date().toISOString() : "");
 }
 async function refresh() {
   try {

@@ -6,6 +6,7 @@ Commands:
 - ``backtest FILE``: replay a history, print the alerts, write PNG and HTML charts.
 - ``demo-stream FILE``: write the demo stream (optionally paced, to follow live).
 - ``dashboard``: serve the dashboard over an existing database.
+- ``replay``: send the alerts of the alert dead-letter queue now (all, one sink's, or one alert).
 - ``benchmark``: items/s end to end and alert latency (see :mod:`apps.sentiment_monitor.benchmark`).
 
 Example::
@@ -115,6 +116,25 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from apps.sentiment_monitor.store import Store
+
+    store = Store.open(_config(args).store.url)
+    try:
+        queued = [d for d in store.alert_dead_letters()
+                  if args.sink in (None, d["sink"]) and args.alert in (None, d["alert_id"])]
+        for d in queued:
+            print(f"{d['alert_id']} {d['entity']} {d['rule']} -> {d['sink']}: {d['attempts']} attempts, "
+                  f"last error: {d['last_error']}")
+        with store.transaction():
+            replayed = store.replay(sink=args.sink, alert_id=args.alert)
+    finally:
+        store.close()
+    # The running monitor's delivery workers pick them up at their next poll; a stopped one when it starts.
+    print(f"{replayed} deliveries due now")
+    return 0
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from apps.sentiment_monitor.benchmark import run_benchmark
 
@@ -156,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard = with_config(commands.add_parser("dashboard", help="serve the dashboard"))
     dashboard.set_defaults(handler=cmd_dashboard)
+
+    replay = with_config(commands.add_parser("replay", help="send the alerts of the alert dead-letter queue now"))
+    replay.add_argument("--sink", help="only this sink's deliveries (its name)")
+    replay.add_argument("--alert", help="only this alert id")
+    replay.set_defaults(handler=cmd_replay)
 
     from apps.sentiment_monitor.benchmark import add_arguments
 

@@ -14,7 +14,7 @@ Example:
 ...     load_config(overrides={"windows.sise_seconds": "1"})
 ... except ConfigError as error:
 ...     print(error)
-windows: unknown key 'sise_seconds' (known: allowed_lateness_seconds, baseline_seconds, size_seconds, slide_seconds)
+windows: unknown key 'sise_seconds' (known: allowed_lateness_seconds, baseline_seconds, max_watermark_skew_seconds, size_seconds, slide_seconds, watermark_sample)
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from apps.sentiment_monitor.items import ItemLimits
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
@@ -71,6 +73,17 @@ class IngestConfig:
     max_lines_per_poll: int = 256  # per source; bounds one ingest transaction
     poll_seconds: float = 0.05  # idle wait between looks at the sources
     max_text_chars: int = 2000
+    max_line_bytes: int = 1 << 20  # a longer line is dead-lettered as "too long", its head kept
+    max_id_chars: int = 200
+    max_json_depth: int = 32
+    earliest_timestamp: float = 946_684_800.0  # 2000-01-01T00:00:00Z; earlier event times are refused
+    max_future_seconds: float = 3600.0  # event times later than the wall clock plus this are refused
+
+    @property
+    def limits(self) -> ItemLimits:
+        return ItemLimits(max_line_bytes=self.max_line_bytes, max_text_chars=self.max_text_chars,
+                          max_id_chars=self.max_id_chars, max_json_depth=self.max_json_depth,
+                          earliest_timestamp=self.earliest_timestamp, max_future_seconds=self.max_future_seconds)
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,7 @@ class ScoringConfig:
     timeout_seconds: float = 10.0
     # While the server is unreachable items stay pending; retry after this (doubling up to the max).
     unavailable_backoff_seconds: float = 0.5
-    max_unavailable_backoff_seconds: float = 10.0
+    max_unavailable_backoff_seconds: float = 2.0  # also bounds how long after the server is back scoring resumes
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,10 @@ class WindowConfig:
     slide_seconds: float = 600.0  # the window size must be a multiple of it
     allowed_lateness_seconds: float = 900.0  # older than (newest event time - this): stored, not counted
     baseline_seconds: float = 86400.0  # the z-score baseline: this long before the window
+    # The watermark (newest event time, for lateness) moves at most this far past the median of the
+    # last `watermark_sample` counted event times, so one item far ahead cannot make the rest "late".
+    max_watermark_skew_seconds: float = 900.0
+    watermark_sample: int = 31
 
 
 @dataclass(frozen=True)
@@ -166,6 +183,8 @@ class SinkConfig:
 @dataclass(frozen=True)
 class DeliveryConfig:
     sinks: tuple[SinkConfig, ...] = ()
+    # After this many failed attempts an alert's delivery is in the alert dead-letter queue (visible in
+    # metrics and the dashboard, `replay` sends it now); it is still retried every max_backoff_seconds.
     max_attempts: int = 10
     initial_backoff_seconds: float = 0.5
     max_backoff_seconds: float = 60.0
@@ -203,6 +222,15 @@ class MonitorConfig:
                               f"({w.slide_seconds})")
         if self.scoring.batch_size < 1:
             raise ConfigError("scoring.batch_size must be at least 1")
+        if w.watermark_sample < 1 or w.max_watermark_skew_seconds < 0:
+            raise ConfigError("windows: watermark_sample must be at least 1 and max_watermark_skew_seconds "
+                              "not negative")
+        i = self.ingest
+        if min(i.max_line_bytes, i.max_text_chars, i.max_id_chars, i.max_json_depth) < 1:
+            raise ConfigError("ingest: max_line_bytes, max_text_chars, max_id_chars and max_json_depth must be "
+                              "at least 1")
+        if self.delivery.max_attempts < 1:
+            raise ConfigError("delivery.max_attempts must be at least 1")
         for source in self.ingest.sources:
             if source.kind not in SOURCE_KINDS:
                 raise ConfigError(f"ingest.sources: unknown kind {source.kind!r} (known: {', '.join(SOURCE_KINDS)})")

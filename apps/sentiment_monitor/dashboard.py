@@ -1,5 +1,6 @@
 """The live dashboard: ``GET /`` is the chart page, ``GET /api/data`` the
-per-entity sentiment series and the recent alerts as JSON, ``GET /metrics``
+per-entity sentiment series, the recent alerts and what did not go through
+(dead letters by stage, the alert dead-letter queue) as JSON, ``GET /metrics``
 the delivery metrics for Prometheus, ``GET /healthz`` a liveness check that
 also reads the database.
 
@@ -32,7 +33,18 @@ from apps.sentiment_monitor.store import Store
 def dashboard_data(store: Store, config: MonitorConfig) -> dict:
     return {"series": sentiment_series(store.all_buckets(), size=config.windows.size_seconds,
                                        slide=config.windows.slide_seconds),
-            "alerts": alert_markers(store.alerts(limit=config.dashboard.recent_alerts))}
+            "alerts": alert_markers(store.alerts(limit=config.dashboard.recent_alerts)),
+            "health": health_data(store, config)}
+
+
+def health_data(store: Store, config: MonitorConfig) -> dict:
+    """What did not go through: dead letters by stage (and the latest), the alert dead-letter queue."""
+    latest = store.dead_letters(config.dashboard.recent_alerts, newest_first=True)
+    return {"items": store.item_counts(), "dead_letters": store.dead_letter_counts(),
+            "recent_dead_letters": [{k: d[k] for k in ("source", "position", "stage", "reason", "line_bytes")}
+                                    for d in latest],
+            "alert_dead_letters": store.alert_dead_letters(limit=config.dashboard.recent_alerts),
+            "undelivered": store.undelivered()}
 
 
 class Dashboard:

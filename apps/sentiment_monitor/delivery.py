@@ -2,10 +2,20 @@
 
 A worker takes its sink's due deliveries from the store, sends each, and
 records the outcome: ``delivered``; or ``retrying`` with the next attempt
-after an exponential back-off; or ``failed`` after ``max_attempts``.  The
+after an exponential back-off capped at ``max_backoff_seconds``.  After
+``max_attempts`` the delivery is ``dead_lettered``: the alert dead-letter
+queue, counted in the metrics and listed on the dashboard; it is still
+retried at the capped back-off (there is no lifetime limit), and
+``python -m apps.sentiment_monitor replay`` makes it due at once.  The
 status is written only after the attempt, so a crash in between means one
-more send of the same alert id (never a lost alert).  Workers are
-independent: a sink that hangs or fails delays only itself.
+more send of the same alert id (never a lost alert).
+
+Isolation: each sink has its own worker, so a sink that hangs or fails
+delays only itself; within a sink each alert is attempted on its own, so an
+alert that cannot even be rendered (a bug, a bad stored value) is retried
+and dead-lettered like a refused one while the others go out; due
+deliveries are taken longest-waiting first, so a failing alert goes to the
+back of the line.
 
 Example::
 
@@ -24,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 from apps.sentiment_monitor.config import DeliveryConfig
 from apps.sentiment_monitor.sinks import Sink, SinkError
-from apps.sentiment_monitor.store import DELIVERED, FAILED, RETRYING, Store
+from apps.sentiment_monitor.store import DEAD_LETTERED, DELIVERED, RETRYING, Store
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +49,31 @@ def backoff_seconds(config: DeliveryConfig, attempts: int) -> float:
 
 
 def deliver_due(store: Store, sink: Sink, config: DeliveryConfig, now: float | None = None) -> int:
-    """One pass over the sink's due deliveries; returns how many were delivered."""
+    """One pass over the sink's due deliveries, each alert on its own; returns how many were delivered."""
     delivered = 0
-    now = time.time() if now is None else now
-    for alert, attempts in store.due_deliveries(sink.name, now):
+
+    def clock() -> float:  # The back-off runs from the failure, not from the start of the pass.
+        return time.time() if now is None else now
+
+    for alert_id, attempts in store.due_deliveries(sink.name, clock()):
         attempts += 1
         try:
-            sink.send(alert)
-        except SinkError as exc:
-            give_up = attempts >= config.max_attempts
-            log.warning("sink %s, alert %s, attempt %d: %s%s", sink.name, alert.alert_id, attempts, exc,
-                        " (giving up)" if give_up else "")
+            sink.send(store.alert(alert_id))
+        except Exception as exc:  # Whatever this alert does, the next one is still sent.
+            if not isinstance(exc, SinkError):
+                log.exception("sink %s, alert %s: cannot be sent", sink.name, alert_id)
+            error = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
+            dead = attempts >= config.max_attempts
+            log.warning("sink %s, alert %s, attempt %d: %s%s", sink.name, alert_id, attempts, error,
+                        f" (in the alert dead-letter queue; retried every {config.max_backoff_seconds:g}s)"
+                        if dead else "")
             with store.transaction():
-                store.record_attempt(alert.alert_id, sink.name, status=FAILED if give_up else RETRYING,
-                                     attempts=attempts, error=str(exc),
-                                     next_attempt_at=now + backoff_seconds(config, attempts))
+                store.record_attempt(alert_id, sink.name, status=DEAD_LETTERED if dead else RETRYING,
+                                     attempts=attempts, error=error,
+                                     next_attempt_at=clock() + backoff_seconds(config, attempts))
             continue
         with store.transaction():
-            store.record_attempt(alert.alert_id, sink.name, status=DELIVERED, attempts=attempts)
+            store.record_attempt(alert_id, sink.name, status=DELIVERED, attempts=attempts)
         delivered += 1
     return delivered
 

@@ -7,7 +7,10 @@ saved line:
 
 - :class:`FileFollower`: one JSON-lines file that keeps growing (``tail -f``);
   the position is the byte offset after the last complete line.  A partly
-  written last line waits until its newline arrives.  A file that shrank
+  written last line waits until its newline arrives.  A line longer than
+  ``max_line_bytes`` is handed out as its head (a
+  :class:`~apps.sentiment_monitor.items.LineHead`, which knows the whole
+  length), to be dead-lettered as too long.  A file that shrank
   (truncated or replaced) is read again from the start; item ids keep that
   from counting anything twice.
 - :class:`DirectorySource`: every file matching a pattern in a directory,
@@ -28,6 +31,10 @@ Batch(lines=[(0, b'{"a": 1}')], position='9')
 >>> with path.open("a") as handle: _ = handle.write("}\\n")
 >>> follower.read(position="9", max_lines=10)
 Batch(lines=[(9, b'{"b": 2}')], position='18')
+>>> with path.open("a") as handle: _ = handle.write("x" * 5000 + "\\n")
+>>> line = FileFollower(path, "news", max_line_bytes=1000).read(position="18", max_lines=10).lines[0][1]
+>>> len(line), line.size
+(1000, 5000)
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
 
+from apps.sentiment_monitor.items import LineHead
+
 log = logging.getLogger(__name__)
 
 
@@ -56,10 +65,11 @@ class Batch:
 class FileFollower:
     """Reads complete lines of a growing file from a byte offset."""
 
-    def __init__(self, path: Path, key: str, *, chunk_bytes: int = 1 << 20) -> None:
+    def __init__(self, path: Path, key: str, *, max_line_bytes: int = 1 << 20, chunk_bytes: int = 1 << 20) -> None:
         self.path = Path(path)
         self.key = key
-        self.chunk_bytes = chunk_bytes
+        self.max_line_bytes = max_line_bytes
+        self.chunk_bytes = max(chunk_bytes, max_line_bytes + 1)  # a chunk always holds a whole allowed line
 
     def read(self, position: str | None, max_lines: int) -> Batch:
         offset = int(position) if position else 0
@@ -83,14 +93,17 @@ class FileFollower:
             if end < 0:
                 break
             line = data[start:end].rstrip(b"\r")
+            if len(line) > self.max_line_bytes:
+                line = LineHead(line[:self.max_line_bytes], len(line))
             if line.strip():
                 lines.append((offset + start, line))
             start = end + 1
         if start == 0 and len(data) == self.chunk_bytes:
-            # One line longer than a chunk: skip it whole rather than stall the source forever.
+            # One line longer than a chunk: hand out its head, to be dead-lettered as too long, rather than
+            # stall the source forever.
             end = self._find_newline(offset + len(data))
             if end is not None:
-                return Batch([(offset, b"<line longer than %d bytes skipped>" % self.chunk_bytes)], str(end + 1))
+                return Batch([(offset, LineHead(data[:self.max_line_bytes], end - offset))], str(end + 1))
         return Batch(lines, str(offset + start)) if start else Batch()
 
     def _find_newline(self, offset: int) -> int | None:
@@ -107,16 +120,17 @@ class FileFollower:
 class DirectorySource:
     """Every file matching ``pattern`` in ``directory`` (new ones too), each with its own position."""
 
-    def __init__(self, directory: Path, key: str, pattern: str = "*.jsonl") -> None:
+    def __init__(self, directory: Path, key: str, pattern: str = "*.jsonl", *, max_line_bytes: int = 1 << 20) -> None:
         self.directory = Path(directory)
         self.key = key
         self.pattern = pattern
+        self.max_line_bytes = max_line_bytes
 
     def followers(self) -> list[FileFollower]:
         if not self.directory.is_dir():
             return []
-        return [FileFollower(path, f"{self.key}/{path.name}") for path in sorted(self.directory.glob(self.pattern))
-                if path.is_file()]
+        return [FileFollower(path, f"{self.key}/{path.name}", max_line_bytes=self.max_line_bytes)
+                for path in sorted(self.directory.glob(self.pattern)) if path.is_file()]
 
 
 class StdinSource:
@@ -210,15 +224,23 @@ class HttpSource:
 
 
 class DeadLetters:
-    """Appends rejected lines, with the reason, to a JSON-lines file."""
+    """Appends rejected lines (their head, if long), with the stage and reason, to a JSON-lines file.
+
+    A copy for people and log shippers: the record is the store's ``dead_letters`` table, written in the
+    same transaction as the source's position.  The file is written just before that commits, so it
+    misses nothing and, after a crash at that moment, may repeat a line."""
+
+    HEAD_BYTES = 4096
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
 
-    def write(self, source_key: str, where: int, line: bytes, reason: str) -> None:
-        record = {"source": source_key, "position": where, "reason": reason,
-                  "line": line.decode("utf-8", "replace")}
+    def write(self, source_key: str, where: int, line: bytes, reason: str, *, stage: str = "parse",
+              line_bytes: int | None = None) -> None:
+        record = {"source": source_key, "position": where, "stage": stage, "reason": reason,
+                  "line": line[:self.HEAD_BYTES].decode("utf-8", "replace"),
+                  "line_bytes": len(line) if line_bytes is None else line_bytes}
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()

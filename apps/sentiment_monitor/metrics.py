@@ -1,4 +1,4 @@
-"""Prometheus metrics of alert delivery, read from the store at scrape time.
+"""Prometheus metrics of alert delivery and of the dead letters, read from the store at scrape time.
 
 The database already holds each delivery's attempts and status, and survives
 restarts; counting from it means the exported counters never reset or disagree
@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from apps.sentiment_monitor.store import DELIVERED, Store
+from apps.sentiment_monitor.store import DEAD_LETTERED, DELIVERED, Store
 
 
 class DeliveryCollector(Collector):
@@ -40,11 +40,28 @@ class DeliveryCollector(Collector):
             failed.add_metric([sink], count)
         yield failed
         current = GaugeMetricFamily("sentiment_monitor_deliveries",
-                                    "Alert deliveries by sink and status (delivered, retrying, failed).",
+                                    "Alert deliveries by sink and status (delivered, retrying, dead_lettered).",
                                     labels=["sink", "status"])
         for (sink, status), count in sorted(by_status.items()):
             current.add_metric([sink, status], count)
         yield current
+        queue = GaugeMetricFamily("sentiment_monitor_alert_dead_letters",
+                                  "Alert deliveries past their retry budget (the alert dead-letter queue), by sink; "
+                                  "still retried, `replay` sends them now.", labels=["sink"])
+        for sink in sorted({d["sink"] for d in deliveries}):
+            queue.add_metric([sink], by_status[(sink, DEAD_LETTERED)])
+        yield queue
+        health = self._read(lambda store: [store.item_counts(), store.dead_letter_counts()])
+        items = GaugeMetricFamily("sentiment_monitor_items", "Stored items by status (pending, counted, late, dead).",
+                                  labels=["status"])
+        for status, count in sorted(health[0].items()):
+            items.add_metric([status], count)
+        yield items
+        dead = CounterMetricFamily("sentiment_monitor_dead_letters",
+                                   "Lines and items dead-lettered, by the stage that refused them.", labels=["stage"])
+        for stage, count in sorted(health[1].items()):
+            dead.add_metric([stage], count)
+        yield dead
 
 
 def delivery_metrics_registry(read: Callable[[Callable[[Store], list[dict]]], list[dict]]) -> CollectorRegistry:

@@ -1,6 +1,8 @@
 """The database: processed items and their scores, each source's read
 position, window aggregates (per entity and bucket), alerts and their
-delivery status, in SQLite (default) or PostgreSQL.
+delivery status, and the dead letters (lines and items that could not be
+processed, with the stage and the reason), in SQLite (default) or
+PostgreSQL.
 
 All SQL of the app is here.  Statements are written once with ``?``
 placeholders and portable SQL (``ON CONFLICT``); :class:`Dialect` supplies
@@ -14,10 +16,14 @@ Example:
 >>> store = Store.open("sqlite:///" + os.path.join(tempfile.mkdtemp(), "state.db"))
 >>> from apps.sentiment_monitor.items import Item
 >>> with store.transaction():
-...     store.add_items("file:news.jsonl", [(Item("n1", 60.0, "Nokia cuts jobs"), ("NOK",))], "42")
-1
+...     store.add_item("file:news.jsonl", Item("n1", 60.0, "Nokia cuts jobs"), ("NOK",))
+...     store.set_position("file:news.jsonl", "42")
+'added'
 >>> store.position("file:news.jsonl"), [i.id for i, _, _ in store.pending(10)]
 ('42', ['n1'])
+>>> with store.transaction():                      # the same id with other text: a conflict, not a no-op
+...     [store.add_item("file:news.jsonl", Item("n1", 60.0, text), ()) for text in ("Nokia hires", "Nokia cuts jobs")]
+['conflict', 'duplicate']
 """
 
 from __future__ import annotations
@@ -33,11 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from apps.sentiment_monitor.alerts import Alert
-from apps.sentiment_monitor.items import Item, Score
+from apps.sentiment_monitor.items import Item, Score, item_to_record
 from apps.sentiment_monitor.windows import Figures
 
-PENDING, COUNTED, LATE = "pending", "counted", "late"
-DELIVERED, RETRYING, FAILED = "delivered", "retrying", "failed"
+PENDING, COUNTED, LATE, DEAD = "pending", "counted", "late", "dead"  # dead: in the dead letters, not counted
+# dead_lettered: the retry budget is spent; still retried at the capped back-off, and `replay` sends it now.
+DELIVERED, RETRYING, DEAD_LETTERED = "delivered", "retrying", "dead_lettered"
+ADDED, DUPLICATE, CONFLICT = "added", "duplicate", "conflict"  # what add_item did
+HEAD_CHARS = 4096  # of a dead-lettered line: enough to diagnose it, bounded for a 1 GiB line
 
 
 class StoreError(RuntimeError):
@@ -126,6 +135,19 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (alert_id, sink)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq {serial_key},
+    line_key TEXT UNIQUE,
+    source_key TEXT NOT NULL,
+    position BIGINT,
+    stage TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    line TEXT NOT NULL,
+    line_bytes BIGINT NOT NULL,
+    item_id TEXT,
+    created_at DOUBLE PRECISION NOT NULL
+);
+UPDATE deliveries SET status = 'dead_lettered' WHERE status = 'failed'
 """
 
 ALERT_COLUMNS = ("alert_id, rule, entity, severity, window_start, window_end, trigger_time, trigger_item_id, "
@@ -197,6 +219,26 @@ class Store:
         return list(self._execute(statement, params).fetchall())
 
     @contextmanager
+    def savepoint(self) -> Iterator[Store]:
+        """Inside :meth:`transaction`: what fails in here is undone alone, the transaction goes on."""
+        if self.dialect is SQLITE:
+            self._connection.execute("SAVEPOINT item")
+            try:
+                yield self
+            except BaseException:
+                self._connection.execute("ROLLBACK TO item")
+                self._connection.execute("RELEASE item")
+                raise
+            self._connection.execute("RELEASE item")
+        else:
+            with self._connection.transaction():  # psycopg: nested means a savepoint
+                yield self
+
+    def ping(self) -> None:
+        """Raises if the database cannot be reached (tells a bad item from a lost connection)."""
+        self._rows("SELECT 1")
+
+    @contextmanager
     def transaction(self) -> Iterator[Store]:
         """All statements inside commit together or not at all; nesting joins the outer transaction."""
         with self._lock:
@@ -232,22 +274,54 @@ class Store:
                       "ON CONFLICT (source_key) DO UPDATE SET position = excluded.position, "
                       "updated_at = excluded.updated_at", (source_key, position, time.time()))
 
-    def add_items(self, source_key: str, items: Sequence[tuple[Item, tuple[str, ...]]],
-                  position: str | None) -> int:
-        """Stores new items as pending (an id seen before is ignored) and the source's new position.
-        Call inside :meth:`transaction`; returns how many items were new."""
-        added = 0
-        now = time.time()
-        for item, entities in items:
-            cursor = self._execute(
-                "INSERT INTO items (id, source_key, source, ts, text, tickers, entities, status, ingested_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                (item.id, source_key, item.source, item.timestamp, item.text, json.dumps(list(item.tickers)),
-                 json.dumps(list(entities)), PENDING, now))
-            added += max(cursor.rowcount, 0)
-        if position is not None:
-            self.set_position(source_key, position)
-        return added
+    def add_item(self, source_key: str, item: Item, entities: tuple[str, ...]) -> str:
+        """Stores a new item as pending: :data:`ADDED`; the same id, text and time again (a re-read line):
+        :data:`DUPLICATE`, a no-op; the id with other text or time: :data:`CONFLICT`, nothing stored."""
+        cursor = self._execute(
+            "INSERT INTO items (id, source_key, source, ts, text, tickers, entities, status, ingested_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (item.id, source_key, item.source, item.timestamp, item.text, json.dumps(list(item.tickers)),
+             json.dumps(list(entities)), PENDING, time.time()))
+        if cursor.rowcount == 1:
+            return ADDED
+        [(text, ts)] = self._rows("SELECT text, ts FROM items WHERE id = ?", (item.id,))
+        return DUPLICATE if (text, ts) == (item.text, item.timestamp) else CONFLICT
+
+    # -- dead letters -------------------------------------------------------------------
+
+    def add_dead_letter(self, source_key: str, position: int | None, stage: str, reason: str, line: bytes | str,
+                        *, line_bytes: int | None = None, item_id: str | None = None,
+                        line_key: str | None = None) -> bool:
+        """Records what could not be processed; a ``line_key`` seen before (a line re-read after a crash)
+        is not recorded twice.  Returns whether it was new."""
+        text = line if isinstance(line, str) else line[:HEAD_CHARS * 4].decode("utf-8", "backslashreplace")
+        size = line_bytes if line_bytes is not None else len(line.encode() if isinstance(line, str) else line)
+        # Stored as text both databases take: no NUL, no lone surrogate; the head only.
+        text = text[:HEAD_CHARS].replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+        cursor = self._execute(
+            "INSERT INTO dead_letters (line_key, source_key, position, stage, reason, line, line_bytes, item_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (line_key) DO NOTHING",
+            (line_key, source_key, position, stage, reason[:1000], text, size, item_id, time.time()))
+        return cursor.rowcount == 1
+
+    def kill_item(self, item: Item, stage: str, reason: str) -> None:
+        """A stored item that a later stage cannot process: status dead, and into the dead letters."""
+        self._execute("UPDATE items SET status = ? WHERE id = ?", (DEAD, item.id))
+        rows = self._rows("SELECT source_key FROM items WHERE id = ?", (item.id,))
+        self.add_dead_letter(rows[0][0] if rows else "", None, stage, reason, json.dumps(item_to_record(item)),
+                             item_id=item.id, line_key=f"item:{item.id}")
+
+    def dead_letters(self, limit: int | None = None, *, newest_first: bool = False) -> list[dict]:
+        """Dead letters, oldest (or newest) first."""
+        statement = ("SELECT source_key, position, stage, reason, line, line_bytes, item_id, created_at "
+                     f"FROM dead_letters ORDER BY seq{' DESC' if newest_first else ''}")
+        rows = self._rows(statement + " LIMIT ?", (limit,)) if limit is not None else self._rows(statement)
+        return [{"source": r[0], "position": r[1], "stage": r[2], "reason": r[3], "line": r[4], "line_bytes": r[5],
+                 "item_id": r[6], "created_at": r[7]} for r in rows]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """``{stage: number of dead letters}``."""
+        return dict(self._rows("SELECT stage, COUNT(*) FROM dead_letters GROUP BY stage"))
 
     # -- items --------------------------------------------------------------------------
 
@@ -259,6 +333,7 @@ class Store:
                 for r in rows]
 
     def finish_item(self, item_id: str, score: Score, status: str) -> None:
+        """Saves the item's score and status (counted or late)."""
         self._execute("UPDATE items SET status = ?, label = ?, p_negative = ?, p_neutral = ?, p_positive = ?, "
                       "scored_at = ? WHERE id = ?",
                       (status, score.label, score.negative, score.neutral, score.positive, time.time(), item_id))
@@ -355,13 +430,16 @@ class Store:
 
     # -- deliveries ---------------------------------------------------------------------
 
-    def due_deliveries(self, sink: str, now: float, limit: int = 50) -> list[tuple[Alert, int]]:
-        """Alerts this sink still has to deliver whose next attempt is due: ``(alert, attempts so far)``."""
-        columns = ", ".join(f"a.{c.strip()}" for c in ALERT_COLUMNS.split(","))
-        rows = self._rows(f"SELECT {columns}, d.attempts FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id "
-                          "WHERE d.sink = ? AND d.status = ? AND d.next_attempt_at <= ? "
-                          "ORDER BY a.created_at, a.alert_id LIMIT ?", (sink, RETRYING, now, limit))
-        return [(_alert_from_row(r[:-1]), r[-1]) for r in rows]
+    def due_deliveries(self, sink: str, now: float, limit: int = 50) -> list[tuple[str, int]]:
+        """This sink's deliveries whose next attempt is due, longest waiting first:
+        ``(alert id, attempts so far)``; dead-lettered ones too (they are retried at the capped back-off)."""
+        return self._rows("SELECT alert_id, attempts FROM deliveries WHERE sink = ? AND status IN (?, ?) "
+                          "AND next_attempt_at <= ? ORDER BY next_attempt_at, alert_id LIMIT ?",
+                          (sink, RETRYING, DEAD_LETTERED, now, limit))
+
+    def alert(self, alert_id: str) -> Alert:
+        [row] = self._rows(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", (alert_id,))
+        return _alert_from_row(row)
 
     def record_attempt(self, alert_id: str, sink: str, *, status: str, attempts: int, next_attempt_at: float = 0.0,
                        error: str = "") -> None:
@@ -371,13 +449,36 @@ class Store:
                        alert_id, sink))
 
     def undelivered(self) -> int:
-        """Deliveries still to be attempted (not delivered, not given up)."""
+        """Deliveries within their retry budget, still to be attempted (the dead-lettered ones not counted)."""
         return self._rows("SELECT COUNT(*) FROM deliveries WHERE status = ?", (RETRYING,))[0][0]
 
-    def deliveries(self) -> list[dict]:
-        rows = self._rows("SELECT alert_id, sink, status, attempts, last_error FROM deliveries "
-                          "ORDER BY alert_id, sink")
+    def deliveries(self, status: str | None = None) -> list[dict]:
+        where, params = (" WHERE status = ?", (status,)) if status else ("", ())
+        rows = self._rows(f"SELECT alert_id, sink, status, attempts, last_error FROM deliveries{where} "
+                          "ORDER BY alert_id, sink", params)
         return [{"alert_id": r[0], "sink": r[1], "status": r[2], "attempts": r[3], "last_error": r[4]} for r in rows]
+
+    def alert_dead_letters(self, limit: int | None = None) -> list[dict]:
+        """The alert dead-letter queue: deliveries past their retry budget, with their alert, oldest first."""
+        statement = ("SELECT d.alert_id, d.sink, d.attempts, d.last_error, d.next_attempt_at, a.rule, a.entity, "
+                     "a.severity, a.trigger_time FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id "
+                     "WHERE d.status = ? ORDER BY a.created_at, d.alert_id, d.sink")
+        params: tuple = (DEAD_LETTERED,)
+        if limit is not None:
+            statement, params = statement + " LIMIT ?", (DEAD_LETTERED, limit)
+        return [{"alert_id": r[0], "sink": r[1], "attempts": r[2], "last_error": r[3], "next_attempt_at": r[4],
+                 "rule": r[5], "entity": r[6], "severity": r[7], "trigger_time": r[8]}
+                for r in self._rows(statement, params)]
+
+    def replay(self, *, sink: str | None = None, alert_id: str | None = None) -> int:
+        """Makes dead-lettered deliveries (of one sink, or one alert) due now; returns how many."""
+        statement = "UPDATE deliveries SET status = ?, next_attempt_at = 0 WHERE status = ?"
+        params: list[Any] = [RETRYING, DEAD_LETTERED]
+        for column, value in (("sink", sink), ("alert_id", alert_id)):
+            if value is not None:
+                statement += f" AND {column} = ?"
+                params.append(value)
+        return self._execute(statement, params).rowcount
 
 
 def _redact(url: str) -> str:

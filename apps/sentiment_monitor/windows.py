@@ -18,9 +18,11 @@ Example (1 h windows sliding by 20 min):
 
 from __future__ import annotations
 
+import json
 import math
+import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def bucket_start(timestamp: float, slide: float) -> float:
 def windows_containing(timestamp: float, *, size: float, slide: float) -> list[tuple[float, float]]:
     """Every sliding window ``(start, end)`` that holds ``timestamp``, oldest first."""
     first = bucket_start(timestamp, slide)
-    steps = int(round(size / slide))
+    steps = round(size / slide)
     starts = [first - slide * k for k in range(steps - 1, -1, -1)]
     return [(s, s + size) for s in starts]
 
@@ -94,3 +96,45 @@ def is_too_late(timestamp: float, newest_event_time: float | None, allowed_laten
     (False, True, False)
     """
     return newest_event_time is not None and timestamp < newest_event_time - allowed_lateness
+
+
+@dataclass
+class Watermark:
+    """The event time lateness is measured against: the newest counted event time, but never more than
+    ``max_skew`` past the median of the last ``sample`` counted event times.
+
+    One item dated far ahead (a typo, a wrong clock) therefore moves it at most ``max_skew`` past where
+    the stream is, instead of making every later item "late"; a real jump (a feed back after a gap)
+    moves it once half the recent items have jumped too.
+
+    >>> mark = Watermark(max_skew=300.0, sample=5)
+    >>> for t in (1000.0, 1010.0, 1020.0, 9_000_000.0):
+    ...     mark.advance(t)
+    >>> mark.value          # the outlier moved it 300 s past the median (1015), not to 9,000,000
+    1315.0
+    >>> mark.is_too_late(1020.0, allowed_lateness=900.0)
+    False
+    """
+
+    max_skew: float
+    sample: int
+    value: float | None = None
+    recent: list[float] = field(default_factory=list)
+
+    def advance(self, timestamp: float) -> None:
+        self.recent = (self.recent + [timestamp])[-self.sample:]
+        candidate = min(timestamp, statistics.median(self.recent) + self.max_skew)
+        self.value = candidate if self.value is None else max(self.value, candidate)
+
+    def is_too_late(self, timestamp: float, allowed_lateness: float) -> bool:
+        return is_too_late(timestamp, self.value, allowed_lateness)
+
+    def to_json(self) -> str:
+        return json.dumps({"value": self.value, "recent": self.recent})
+
+    @classmethod
+    def from_json(cls, text: str | None, *, max_skew: float, sample: int) -> Watermark:
+        if text is None:
+            return cls(max_skew, sample)
+        data = json.loads(text)
+        return cls(max_skew, sample, data["value"], list(data["recent"])[-sample:])

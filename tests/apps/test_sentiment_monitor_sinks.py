@@ -168,7 +168,7 @@ def test_failed_attempts_back_off_and_are_retried_until_delivered(store):
         receiver.close()
 
 
-def test_a_sink_that_keeps_failing_gives_up_without_holding_up_the_others(receiver, tmp_path):
+def test_a_sink_that_keeps_failing_is_dead_lettered_without_holding_up_the_others(receiver, tmp_path):
     url = f"sqlite:///{tmp_path / 'state.db'}"
     store = Store.open(url)
     sinks = (SinkConfig(kind="webhook", name="down", url=f"http://127.0.0.1:{closed_port()}/hook"),
@@ -182,7 +182,7 @@ def test_a_sink_that_keeps_failing_gives_up_without_holding_up_the_others(receiv
             store.add_alert(alert, [s.key for s in sinks])
     deliverer = Deliverer(config, [build_sink(s) for s in sinks], open_store=lambda: Store.open(url)).start()
     try:
-        wait_for(lambda: {d["status"] for d in store.deliveries() if d["sink"] == "down"} == {"failed"})
+        wait_for(lambda: {d["status"] for d in store.deliveries() if d["sink"] == "down"} == {"dead_lettered"})
         wait_for(lambda: all(d["status"] == "delivered" for d in store.deliveries() if d["sink"] != "down"))
     finally:
         deliverer.stop()
@@ -205,5 +205,5 @@ def test_a_sink_that_keeps_failing_gives_up_without_holding_up_the_others(receiv
     down_key, up_key = 'sentiment_monitor_delivery_failures_total{sink="down"}', \
         'sentiment_monitor_delivery_failures_total{sink="up"}'
     assert samples[down_key] == 9.0 and samples[up_key] == 0.0  # 3 alerts x 3 refused attempts.
-    assert samples['sentiment_monitor_deliveries{sink="down",status="failed"}'] == 3.0
+    assert samples['sentiment_monitor_deliveries{sink="down",status="dead_lettered"}'] == 3.0
     assert health == "ok; 0 deliveries pending\n"
