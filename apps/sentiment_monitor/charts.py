@@ -138,7 +138,7 @@ function draw(data) {
     li.textContent = a.summary + (a.evidence.length ? " — " + a.evidence[0] : "");
     return li;
   }));
-  const health = data.health || {dead_letters: {}, alert_dead_letters: []};
+  const health = data.health || {dead_letters: {}, deliveries: {}, alert_dead_letters: []};
   const deadLines = Object.values(health.dead_letters).reduce((n, c) => n + c, 0);
   document.getElementById("alert-dead-letters").replaceChildren(...health.alert_dead_letters.map(d => {
     const li = document.createElement("li");
@@ -149,7 +149,7 @@ function draw(data) {
   }));
   document.getElementById("status").textContent =
     `${entities.length} entities, ${data.alerts.length} alerts, ${deadLines} dead letters, ` +
-    `${health.alert_dead_letters.length} undelivered alerts` + (LIVE ? ", updated " + new Date().toISOString() : "");
+    `${health.deliveries.dead_lettered || 0} undelivered alerts` + (LIVE ? ", updated " + new Date().toISOString() : "");
 }
 async function refresh() {
   try {

@@ -38,13 +38,14 @@ def dashboard_data(store: Store, config: MonitorConfig) -> dict:
 
 
 def health_data(store: Store, config: MonitorConfig) -> dict:
-    """What did not go through: dead letters by stage (and the latest), the alert dead-letter queue."""
+    """What did not go through: dead letters by stage (and the latest ones), deliveries by status (and the
+    oldest of the alert dead-letter queue)."""
     latest = store.dead_letters(config.dashboard.recent_alerts, newest_first=True)
     return {"items": store.item_counts(), "dead_letters": store.dead_letter_counts(),
             "recent_dead_letters": [{k: d[k] for k in ("source", "position", "stage", "reason", "line_bytes")}
                                     for d in latest],
-            "alert_dead_letters": store.alert_dead_letters(limit=config.dashboard.recent_alerts),
-            "undelivered": store.undelivered()}
+            "deliveries": store.delivery_counts(),
+            "alert_dead_letters": store.alert_dead_letters(limit=config.dashboard.recent_alerts)}
 
 
 class Dashboard:

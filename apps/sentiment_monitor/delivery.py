@@ -70,7 +70,8 @@ def deliver_due(store: Store, sink: Sink, config: DeliveryConfig, now: float | N
             with store.transaction():
                 store.record_attempt(alert_id, sink.name, status=DEAD_LETTERED if dead else RETRYING,
                                      attempts=attempts, error=error,
-                                     next_attempt_at=clock() + backoff_seconds(config, attempts))
+                                     next_attempt_at=clock() + (config.max_backoff_seconds if dead
+                                                                else backoff_seconds(config, attempts)))
             continue
         with store.transaction():
             store.record_attempt(alert_id, sink.name, status=DELIVERED, attempts=attempts)

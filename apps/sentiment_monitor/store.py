@@ -458,6 +458,10 @@ class Store:
                           "ORDER BY alert_id, sink", params)
         return [{"alert_id": r[0], "sink": r[1], "status": r[2], "attempts": r[3], "last_error": r[4]} for r in rows]
 
+    def delivery_counts(self) -> dict[str, int]:
+        """``{status: number of deliveries}``."""
+        return dict(self._rows("SELECT status, COUNT(*) FROM deliveries GROUP BY status"))
+
     def alert_dead_letters(self, limit: int | None = None) -> list[dict]:
         """The alert dead-letter queue: deliveries past their retry budget, with their alert, oldest first."""
         statement = ("SELECT d.alert_id, d.sink, d.attempts, d.last_error, d.next_attempt_at, a.rule, a.entity, "

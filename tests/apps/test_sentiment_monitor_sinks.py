@@ -29,19 +29,30 @@ ALERT = Alert(alert_id("negative_share", "NOK", 3600.0, 7200.0), "negative_share
 
 
 class Receiver:
-    """An HTTP server recording POSTs; answers ``fail_first`` requests with 503 first."""
+    """An HTTP server recording POSTs; answers ``fail_first`` requests with 503 first, every request
+    with 503 while ``down``, and requests for the alert ids in ``refused`` with 500 (those in ``stuck``
+    only after ``stuck_seconds``, so the sender times out)."""
 
     def __init__(self, fail_first: int = 0) -> None:
         self.requests: list[tuple[dict, dict]] = []
         self.fail_first = fail_first
+        self.down = False
+        self.refused: set[str] = set()
+        self.stuck: set[str] = set()
+        self.stuck_seconds = 2.0
+        self.refusals = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if receiver.fail_first > 0:
-                    receiver.fail_first -= 1
-                    self.send_response(503)
+                key = self.headers.get("Idempotency-Key", "")
+                if key in receiver.stuck:
+                    time.sleep(receiver.stuck_seconds)
+                if receiver.fail_first > 0 or receiver.down or key in receiver.refused | receiver.stuck:
+                    receiver.fail_first = max(0, receiver.fail_first - 1)
+                    receiver.refusals += 1
+                    self.send_response(503 if key not in receiver.refused else 500)
                 else:
                     receiver.requests.append((dict(self.headers), body))
                     self.send_response(200)
