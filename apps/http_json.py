@@ -1,16 +1,18 @@
-"""A threaded JSON HTTP endpoint (stdlib ``http.server``) that an app gives its routes to.
+"""A JSON HTTP endpoint that an app gives its routes to, on the suite's HTTP server.
 
-The base does what every app's endpoint does the same way:
+The HTTP server (uvicorn, limits, timeouts: :mod:`serving.http_server`) is
+the model server's; this base does what every app's endpoint does the same
+way:
 
 - ``GET /healthz`` -> 200 :meth:`JsonHandler.health` (``{"status": "ok"}`` unless the app adds to it);
-- ``POST`` bodies: a ``Content-Length`` is required (411), bodies over ``max_request_bytes`` are refused
-  unread (413), the body must be UTF-8 (400 ``undecodable_bytes``) JSON (400 ``invalid_json``);
+- ``POST`` bodies: over ``max_request_bytes`` they are refused before being stored (413), too slow
+  408, a malformed request (``Content-Length: abc``, a bad chunk) 400; the body must be UTF-8
+  (400 ``undecodable_bytes``) JSON (400 ``invalid_json``, also when nested too deeply);
 - errors as ``{"error": code, "message": text}``: an unknown route is 404 ``not_found``; an
   :class:`HttpError` (the apps' errors derive from it) its own status and code, with ``Retry-After`` for
-  those in :attr:`JsonHandler.retry_errors`; anything else is logged and 500 ``internal_error``.  One bad
-  request never stops the server;
-- keep-alive (HTTP/1.1) without Nagle's delay, and :class:`JsonHttpServer`: a background thread,
-  ``url``, ``start``/``serve_forever``/``serve_until_interrupted``/``stop`` and a context manager.
+  those in :attr:`JsonHandler.retry_errors`; anything else is logged once with a request id and
+  answered 500 ``internal_error`` naming only that id.  One bad request never stops the server;
+- routes run on worker threads (the apps' libraries block), at most ``limits.max_in_flight`` at once.
 
 An app subclasses :class:`JsonHandler` for its routes and :class:`JsonHttpServer` for its constructor.
 Example::
@@ -27,17 +29,25 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 
-__all__ = ["HttpError", "JsonHandler", "JsonHttpServer"]
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serving.http_server import HttpLimits, HttpRejection, HttpServer, WorkerPool, json_error, read_body, request_id
+
+__all__ = ["HttpError", "JsonHandler", "JsonHttpServer", "Reply"]
 
 log = logging.getLogger(__name__)
+JSON = "application/json"
 
 
 class HttpError(Exception):
@@ -56,10 +66,26 @@ class HttpError(Exception):
         return {"error": self.problem, "message": str(self)}
 
 
-class JsonHandler(BaseHTTPRequestHandler):
+@dataclass(frozen=True)
+class Reply:
+    """One answer: status, body and the headers beyond Content-Type/Length."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, body: object, headers: dict[str, str] | None = None) -> Reply:
+        # ensure_ascii: lone surrogates echoed from input can't break the UTF-8 response.
+        return cls(status, json.dumps(body).encode("ascii"), JSON, headers or {})
+
+
+class JsonHandler:
     """Routing, request parsing and JSON answers; subclasses set the class attributes and hooks below.
 
-    ``self.server.app`` is what the app passed to :class:`JsonHttpServer` (its service, ranker, ...).
+    One instance serves every request, on worker threads; ``self.app`` is what the app passed to
+    :class:`JsonHttpServer` (its service, ranker, ...).
     """
 
     #: POST path -> handler method ``(self, parsed JSON body) -> (status, JSON-able body)``.
@@ -68,17 +94,13 @@ class JsonHandler(BaseHTTPRequestHandler):
     retry_errors: ClassVar[tuple[type[HttpError], ...]] = ()
     #: The ``error`` code of a body that is not UTF-8.
     undecodable_problem: ClassVar[str] = "undecodable_bytes"
-    #: Where unexpected errors are logged (and requests, at debug level).
+    #: Where unexpected errors are logged.
     logger: ClassVar[logging.Logger] = log
 
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive: a benchmark client reuses its connection
-    # Headers and body go out in two writes; with Nagle on, the body waits for the
-    # client's delayed ACK (~40 ms on Linux) on every keep-alive response.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the base class's name)
-        self.logger.debug("%s " + format, self.address_string(), *args)
+    def __init__(self, app: Any, *, max_request_bytes: int, retry_after_seconds: int) -> None:
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+        self.retry_after_seconds = retry_after_seconds
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -86,127 +108,102 @@ class JsonHandler(BaseHTTPRequestHandler):
         """The body of ``GET /healthz``."""
         return {"status": "ok"}
 
-    def serve_get(self, path: str) -> bool:
-        """Answers a GET of ``path`` (other than ``/healthz``); False: no such route (404)."""
-        return False
+    def get(self, path: str) -> Reply | None:
+        """The answer to a GET of ``path`` (other than ``/healthz``); None: no such route (404)."""
+        return None
 
-    # -- routing -------------------------------------------------------------------------
+    # -- answering -----------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            self.send_json(HTTPStatus.OK, self.health())
-        elif not self.serve_get(path):
-            self.send_json(HTTPStatus.NOT_FOUND, {"error": "not_found", "message": f"no route {path}"})
-
-    def do_POST(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
-        route = self.post_routes.get(path)
-        if route is None:
-            self.send_json(HTTPStatus.NOT_FOUND, {"error": "not_found", "message": f"no route POST {path}"})
-            return
+    def answer(self, method: str, path: str, body: bytes, rid: str) -> Reply:
+        """The reply to one request; never raises."""
         try:
-            status, body = route(self, self.read_json())
+            if method == "GET":
+                reply = Reply.json(HTTPStatus.OK, self.health()) if path == "/healthz" else self.get(path)
+                return reply or Reply.json(HTTPStatus.NOT_FOUND, {"error": "not_found", "message": f"no route {path}"})
+            route = self.post_routes.get(path)
+            if route is None:
+                return Reply.json(HTTPStatus.NOT_FOUND, {"error": "not_found", "message": f"no route POST {path}"})
+            status, answer = route(self, self.parse_json(body))
+            return Reply.json(status, answer)
         except self.retry_errors as exc:
-            self.send_json(exc.status, exc.to_dict(), {"Retry-After": str(self.server.retry_after_seconds)})
+            return Reply.json(exc.status, exc.to_dict(), {"Retry-After": str(self.retry_after_seconds)})
         except HttpError as exc:
-            self.send_json(exc.status, exc.to_dict())
-        except Exception:  # a bug must not take the endpoint down: log it, answer 500
-            self.logger.exception("unexpected error on POST %s", path)
-            self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
-                           {"error": "internal_error", "message": "unexpected error; see the app's log"})
-        else:
-            self.send_json(status, body)
+            return Reply.json(exc.status, exc.to_dict())
+        except Exception:  # a bug must not take the endpoint down: log it once, answer 500
+            self.logger.exception("unexpected error on %s %s (request id %s)", method, path, rid)
+            return Reply.json(HTTPStatus.INTERNAL_SERVER_ERROR, {
+                "error": "internal_error", "message": f"unexpected error; request id {rid} in the app's log"})
 
-    # -- I/O -----------------------------------------------------------------------------
-
-    def read_json(self) -> object:
-        """The request body, parsed; :class:`HttpError` (411, 413, 400) when it cannot be."""
-        limit = self.server.max_request_bytes
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise HttpError("the request needs a Content-Length header", problem="length_required",
-                               status=411) from None
-        if length > limit:
-            self.close_connection = True  # the unread body would be parsed as the next request
-            raise HttpError(f"the request body is {length} bytes; the limit is {limit}",
-                               problem="request_too_large", status=413)
-        raw = self.rfile.read(length)
+    def parse_json(self, raw: bytes) -> object:
+        """The request body, parsed; :class:`HttpError` (400) when it cannot be."""
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise HttpError(f"the request body is not valid UTF-8: byte 0x{raw[exc.start]:02x} at position "
-                               f"{exc.start} cannot be decoded", problem=self.undecodable_problem,
-                               status=400) from None
+                            f"{exc.start} cannot be decoded", problem=self.undecodable_problem, status=400) from None
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise HttpError(f"the request body is not valid JSON: {exc}", problem="invalid_json",
-                               status=400) from None
-
-    def send_json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        # ensure_ascii: lone surrogates echoed from input can't break the UTF-8 response.
-        self.send_bytes(status, json.dumps(body).encode("ascii"), "application/json", headers or {})
-
-    def send_bytes(self, status: int, payload: bytes, content_type: str, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[JsonHandler], app: object,
-                 max_request_bytes: int, retry_after_seconds: int) -> None:
-        super().__init__(address, handler)
-        self.app = app
-        self.max_request_bytes = max_request_bytes
-        self.retry_after_seconds = retry_after_seconds
+                            status=400) from None
+        except RecursionError:
+            raise HttpError("the request body is not valid JSON here: it is nested too deeply",
+                            problem="invalid_json", status=400) from None
 
 
 class JsonHttpServer:
-    """Serves ``handler`` on ``host:port`` (port 0 picks a free one) in a background thread; the handlers
-    reach ``app`` as ``self.server.app``."""
+    """Serves ``handler`` on ``host:port`` (port 0 picks a free one) in a background thread; the handler
+    reaches ``app`` as ``self.app``.  ``limits`` bound what a client may cost (their body limit is
+    ``max_request_bytes``)."""
 
     def __init__(self, handler: type[JsonHandler], host: str, port: int, *, app: object, max_request_bytes: int,
-                 retry_after_seconds: int = 5, thread_name: str = "json-http") -> None:
-        self._server = _Server((host, port), handler, app, max_request_bytes, retry_after_seconds)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=thread_name, daemon=True)
+                 retry_after_seconds: int = 5, thread_name: str = "json-http",
+                 limits: HttpLimits | None = None) -> None:
+        self._handler = handler(app, max_request_bytes=max_request_bytes, retry_after_seconds=retry_after_seconds)
+        self._limits = dataclasses.replace(limits or HttpLimits(max_in_flight=32), max_body_bytes=max_request_bytes)
+        self._pool = WorkerPool(self._limits.max_in_flight, thread_name)
+        routes = [Route("/{path:path}", self._endpoint, methods=["GET", "POST"])]
+        self._server = HttpServer(Starlette(routes=routes), host, port, self._limits, name=thread_name)
+
+    async def _endpoint(self, request: Request) -> Response:
+        rid = request_id(request)
+        try:
+            body = await read_body(request, self._limits) if request.method == "POST" else b""
+            reply = await self._pool.run(self._handler.answer, request.method, request.url.path, body, rid)
+        except HttpRejection as rejection:
+            headers = {"Connection": "close"} if rejection.close else {}
+            reply = Reply(rejection.status, json_error(rejection), JSON, headers)
+        return Response(reply.body, reply.status, {"X-Request-Id": rid, **reply.headers}, reply.content_type)
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.server_address[0]}:{self.port}"
+        return self._server.url
 
     def start(self) -> Self:
-        self._thread.start()
+        self._server.start()
         return self
 
     def serve_forever(self) -> None:
-        """Serves in this thread until :meth:`stop` (from another thread) or an exception such as Ctrl-C."""
-        self._server.serve_forever()
+        """Serves until :meth:`stop` (from another thread) or an exception such as Ctrl-C."""
+        self.start()
+        self._server.wait()
 
     def serve_until_interrupted(self) -> None:
         """Serves in this thread until Ctrl-C, then stops (the CLIs' ``serve``)."""
         try:
-            self._server.serve_forever()
+            self.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
             self.stop()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
+        self._pool.close()
 
     def __enter__(self) -> Self:
         return self.start()

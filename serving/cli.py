@@ -27,7 +27,15 @@ from serving.config import (
     read_tls_config,
     single_model_config,
 )
-from serving.options import EndpointOptions, ModelSourceOptions, RuntimeOptions, ServerOptions, ShutdownOptions
+from serving.http_server import HttpLimits
+from serving.options import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    EndpointOptions,
+    ModelSourceOptions,
+    RuntimeOptions,
+    ServerOptions,
+    ShutdownOptions,
+)
 
 log = logging.getLogger("serving")
 
@@ -36,17 +44,12 @@ log = logging.getLogger("serving")
 UNSUPPORTED_FLAGS = frozenset(
     {
         "grpc_socket_path",
-        "grpc_channel_arguments",
-        "rest_api_num_threads",
-        "rest_api_timeout_in_ms",
         "rest_api_enable_cors_support",
         "platform_config_file",
         "per_process_gpu_memory_fraction",
         "saved_model_tags",
         "enable_signature_method_name_check",
         "xla_cpu_compilation_enabled",
-        "max_num_load_retries",
-        "load_retry_interval_micros",
         "flush_filesystem_caches",
         "tensorflow_session_parallelism",
         "tensorflow_session_config_file",
@@ -108,12 +111,43 @@ def _build_parser() -> _Parser:
     add("--allow_version_labels_for_unavailable_models", type=_parse_bool, nargs="?", const=True, default=False)
     add("--enable_model_warmup", type=_parse_bool, nargs="?", const=True, default=True)
     add("--grpc_max_threads", type=int, default=128, help="threads serving concurrent gRPC calls")
+    add("--grpc_channel_arguments", default="",
+        help="gRPC server arguments, comma separated key=value (e.g. grpc.max_connection_age_ms=2000)")
+    add("--rest_api_num_threads", type=int, default=128, help="REST requests worked on at once (more get 503)")
+    add("--rest_api_timeout_in_ms", type=int, default=30000, help="deadline of a REST request")
+    add("--max_num_load_retries", type=int, default=5, help="tries again of a version that failed to load")
+    add("--load_retry_interval_micros", type=int, default=60_000_000, help="wait between those tries")
+    # Extensions: bounds on what one request may cost (TF Serving takes up to 2 GiB).
+    add("--grpc_max_message_size", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest gRPC message, in bytes, and largest tensor a request may decode to (extension)")
+    add("--rest_api_max_body_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest REST request body; larger ones get 413 (extension)")
+    add("--rest_api_header_timeout_seconds", type=float, default=HttpLimits.header_timeout_seconds,
+        help="a REST request's line and headers must arrive within this time, else 408 (extension)")
+    add("--rest_api_body_timeout_seconds", type=float, default=HttpLimits.body_timeout_seconds,
+        help="a REST request's body must arrive within this time, else 408 (extension)")
+    add("--rest_api_keep_alive_timeout_seconds", type=float, default=HttpLimits.keep_alive_timeout_seconds,
+        help="idle REST connections are closed after this time (extension)")
+    add("--rest_api_max_connections", type=int, default=HttpLimits.max_connections,
+        help="open REST connections past which requests get 503 (extension)")
     # Not a tensorflow_model_server flag: lets tests listen on loopback only.
     add("--bind_address", default="0.0.0.0", help="address to listen on (extension; TF Serving binds 0.0.0.0)")
     add("--batching_group_by_text_length", type=_parse_bool, nargs="?", const=True, default=True,
         help="batch queued texts of similar length together (extension; off = TF Serving's FIFO batches)")
     add("--drain_timeout_seconds", type=float, default=30.0, help="SIGTERM: wait this long for in-flight requests")
     return parser
+
+
+def parse_channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]:
+    """``--grpc_channel_arguments``: ``key=value,...``; integer values become integers, as in TF Serving."""
+    arguments = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--grpc_channel_arguments: {item!r} is not key=value")
+        value = value.strip()
+        arguments.append((key.strip(), int(value) if value.lstrip("-").isdigit() else value))
+    return tuple(arguments)
 
 
 def _refuse_unknown(extra: Sequence[str]) -> None:
@@ -167,6 +201,24 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
         raise ConfigError(f"--grpc_max_threads must be positive, got {args.grpc_max_threads}")
     if args.model_config_file_poll_wait_seconds < 0:
         raise ConfigError("--model_config_file_poll_wait_seconds must be >= 0")
+    for flag in ("rest_api_num_threads", "rest_api_timeout_in_ms", "grpc_max_message_size",
+                 "rest_api_max_body_bytes", "rest_api_max_connections"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    for flag in ("max_num_load_retries", "load_retry_interval_micros"):
+        if getattr(args, flag) < 0:
+            raise ConfigError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
+    try:
+        rest_limits = HttpLimits(
+            max_body_bytes=args.rest_api_max_body_bytes,
+            header_timeout_seconds=args.rest_api_header_timeout_seconds,
+            body_timeout_seconds=args.rest_api_body_timeout_seconds,
+            keep_alive_timeout_seconds=args.rest_api_keep_alive_timeout_seconds,
+            max_in_flight=args.rest_api_num_threads,
+            max_connections=args.rest_api_max_connections,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
     return ServerOptions(
         endpoints=EndpointOptions(
@@ -175,6 +227,11 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
             bind_address=args.bind_address,
             tls=tls,
             grpc_max_workers=args.grpc_max_threads,
+            grpc_max_message_bytes=args.grpc_max_message_size,
+            grpc_channel_arguments=parse_channel_arguments(args.grpc_channel_arguments),
+            rest=rest_limits,
+            rest_timeout_seconds=args.rest_api_timeout_in_ms / 1000,
+            max_tensor_bytes=args.grpc_max_message_size,
         ),
         models=ModelSourceOptions(
             models=models,
@@ -183,6 +240,8 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
             file_system_poll_wait_seconds=float(args.file_system_poll_wait_seconds),
             allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
             enable_model_warmup=args.enable_model_warmup,
+            max_num_load_retries=args.max_num_load_retries,
+            load_retry_interval_seconds=args.load_retry_interval_micros / 1e6,
         ),
         batching=batching,
         monitoring=monitoring,

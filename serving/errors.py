@@ -9,7 +9,12 @@ clients (or people) are known to match on them.
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import grpc
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 _HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -104,3 +109,24 @@ def from_tensorflow(exc: Exception) -> ServingError:
     if isinstance(number, int):
         return ServingError(status_code_from_number(number), message)
     return internal(f"{type(exc).__name__}: {message}")
+
+
+def from_unexpected(exc: BaseException, request_id: str) -> ServingError:
+    """The answer for an exception no layer turned into a :class:`ServingError`.
+
+    Kinds that a request can cause get their own code and a plain message;
+    anything else is INTERNAL naming only the request id (the log has the
+    traceback under that id): no exception text reaches the client.
+    """
+    if isinstance(exc, RecursionError):
+        return invalid_argument("the request is nested too deeply to be processed")
+    if isinstance(exc, UnicodeError):
+        return invalid_argument("the request holds text that is not valid Unicode (e.g. a lone surrogate)")
+    if isinstance(exc, MemoryError):
+        return resource_exhausted("the request needs more memory than the server can give it")
+    return internal(f"internal error while handling the request; request id {request_id}")
+
+
+def request_id(given: str | None = None) -> str:
+    """The id a request is logged and answered under: the client's, if it is a sane token, else a new one."""
+    return given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]

@@ -10,6 +10,7 @@ from typing import TypeVar
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from serving import errors
 from serving.errors import ServingError
 from serving.lifecycle import RequestGate
 from serving.metrics import ServerMetrics
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 
 Response = TypeVar("Response")
 _NO_DEADLINE = 10.0**7  # seconds
+
+
+def _request_id(context: grpc.ServicerContext) -> str:
+    given = dict(context.invocation_metadata() or ()).get("x-request-id")
+    return errors.request_id(given if isinstance(given, str) else None)
 
 
 class _Dispatcher:
@@ -47,10 +53,15 @@ class _Dispatcher:
         except ServingError as exc:
             code = exc.code
             context.abort(exc.code, exc.message)
-        except Exception as exc:  # keep serving: report, do not crash the worker
-            log.exception("%s failed", api)
-            code = grpc.StatusCode.INTERNAL
-            context.abort(code, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # keep serving; say nothing of the internals
+            request_id = _request_id(context)
+            error = errors.from_unexpected(exc, request_id)
+            code = error.code
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("%s failed (request id %s)", api, request_id)
+            else:
+                log.warning("%s refused (request id %s): %s: %s", api, request_id, type(exc).__name__, error.message)
+            context.abort(code, error.message)
         finally:
             self._metrics.observe_request(
                 model=call.model,

@@ -89,6 +89,8 @@ def parse_document(body: bytes) -> dict:
         raise errors.invalid_argument(f"JSON Parse error: invalid UTF-8 ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise errors.invalid_argument(f"JSON Parse error: {exc.msg} at offset: {exc.pos}") from None
+    except RecursionError:
+        raise errors.invalid_argument("JSON Parse error: the document is nested too deeply") from None
     if not isinstance(document, dict):
         raise errors.invalid_argument(f"JSON Value: {_show(document)} Is not object")
     return document
@@ -100,6 +102,7 @@ def signature_name(document: dict) -> str:
         raise errors.invalid_argument(
             f"JSON Value: {_show(document)} not formatted correctly. 'signature_name' key must be a string value."
         )
+    _utf8(name)
     return name
 
 
@@ -116,6 +119,15 @@ def _decode_b64(value: Any) -> bytes:
         raise errors.invalid_argument("Unable to base64 decode") from None
 
 
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON's \ud800 escapes decode to lone surrogates
+        raise errors.invalid_argument(
+            f"JSON Value: {_show(text)} is not valid Unicode: lone surrogate at position {exc.start}"
+        ) from None
+
+
 def _type_error(value: Any, dtype: int) -> errors.ServingError:
     return errors.invalid_argument(
         f"JSON Value: {_show(value)} Type: {_json_type(value)} is not of expected type: {tensors.type_name(dtype)}"
@@ -126,7 +138,7 @@ def _leaf(value: Any, dtype: int) -> Any:
     """One JSON scalar as a value of ``dtype`` (TF Serving's checks and messages)."""
     if dtype == types_pb2.DT_STRING:
         if isinstance(value, str):
-            return value.encode("utf-8")
+            return _utf8(value)
         if isinstance(value, dict):
             return _decode_b64(value)
         raise _type_error(value, dtype)
@@ -310,7 +322,7 @@ def _add_to_feature(value: Any, name: str, feature: feature_pb2.Feature) -> None
     else:
         if kind not in (None, "bytes_list"):
             raise _feature_kind_error(name, kind.removesuffix("_list"))
-        feature.bytes_list.value.append(_decode_b64(value) if isinstance(value, dict) else value.encode("utf-8"))
+        feature.bytes_list.value.append(_decode_b64(value) if isinstance(value, dict) else _utf8(value))
 
 
 def _example_from_json(value: Any, target: example_pb2.Example) -> None:

@@ -72,6 +72,12 @@ class ServerMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.model_load_error = Gauge(
+            "serving_model_version_load_error",
+            "1 while a model version's last load failed (it is retried), 0 once it loaded.",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self.version_state = Enum(
             "serving_model_version_state",
             "Lifecycle state of each model version.",

@@ -7,9 +7,21 @@ and loads those in background threads.  A version becomes AVAILABLE only
 after its warm-up requests succeed.  Like TF Serving's availability-
 preserving policy, a version that is no longer wanted is retired only once a
 wanted version is AVAILABLE (or nothing is wanted any more), and it is
-unloaded only after the requests holding it have finished.  A version that
-fails to load is kept in END state with its error and is retried only if
-its files change.
+unloaded only after the requests holding it have finished.
+
+Bad deploys heal without an operator:
+
+- a version is loaded only once its directory has settled: its files
+  unchanged since the previous look, or, at first sight, none modified in
+  the last :data:`SETTLE_SECONDS`; so a plain ``cp -r`` into the base path
+  is picked up once the copy is complete;
+- a version that fails to load is kept in END state with its error (in
+  GetModelStatus and the ``serving_model_version_load_error`` metric) and
+  tried again ``max_num_load_retries`` times, ``load_retry_interval`` apart
+  (TF Serving's flags and defaults), and afresh whenever its files change;
+- the policy chooses among the versions that have not failed, so with the
+  newest version broken the newest one that loads is served, at start-up
+  too; start-up fails only when a model has no version to serve at all.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from serving.warmup import run_warmup
 log = logging.getLogger(__name__)
 
 UNLOAD_WAIT_AT_STOP_SECONDS = 10.0
+SETTLE_SECONDS = 1.0  # a version first seen with a file younger than this waits for the next look
 
 
 class VersionState(enum.Enum):
@@ -58,15 +71,30 @@ class VersionStatus:
     error: ServingError | None = None
 
 
+@dataclass(frozen=True)
+class DiskVersion:
+    """A version directory as one look at the base path found it."""
+
+    path: Path
+    fingerprint: tuple[int, int, int]
+    settled: bool  # complete enough to try loading
+
+
 @dataclass(eq=False)
 class _Version:
     number: int
     path: Path
-    fingerprint: tuple
+    fingerprint: tuple[int, int, int]
     state: VersionState = VersionState.START
     servable: Servable | None = None
     error: ServingError | None = None
     in_flight: int = 0
+    attempts: int = 1  # loads tried on these files
+    retry_at: float = 0.0  # monotonic time of the next try after a failure
+
+    @property
+    def failed(self) -> bool:
+        return self.state == VersionState.END and self.error is not None
 
 
 @dataclass(eq=False)
@@ -76,6 +104,7 @@ class _Model:
     labels: dict[str, int] = field(default_factory=dict)
     versions: dict[int, _Version] = field(default_factory=dict)
     aspired: frozenset[int] = frozenset()
+    on_disk: dict[int, DiskVersion] = field(default_factory=dict)  # as of the last look
 
 
 Loader = Callable[[str, int, Path], Servable]
@@ -96,16 +125,36 @@ def discover_versions(base_path: str) -> dict[int, Path]:
     return versions
 
 
-def fingerprint(path: Path) -> tuple:
-    """Changes when a version's files change (so a failed load is retried)."""
-    parts = []
-    for name in ("saved_model.pb", "variables/variables.index"):
+def fingerprint(path: Path) -> tuple[int, int, int]:
+    """(files, bytes, newest modification) of a version's whole tree: changes while it is being written."""
+    files = size = newest = 0
+    for directory, _, names in os.walk(path):
         try:
-            stat = (path / name).stat()
-            parts.append((stat.st_mtime_ns, stat.st_size))
+            newest = max(newest, os.stat(directory).st_mtime_ns)
         except OSError:
-            parts.append(None)
-    return tuple(parts)
+            continue
+        for name in names:
+            try:
+                stat = os.stat(os.path.join(directory, name))
+            except OSError:
+                continue  # removed while we looked
+            files, size, newest = files + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
+    return files, size, newest
+
+
+def look_at_versions(base_path: str, previous: dict[int, DiskVersion]) -> dict[int, DiskVersion]:
+    """The version directories under a base path, each marked settled or still being written."""
+    now_ns = time.time_ns()
+    found = {}
+    for number, path in discover_versions(base_path).items():
+        print_ = fingerprint(path)
+        before = previous.get(number)
+        if before is not None:
+            settled = before.fingerprint == print_
+        else:
+            settled = print_[0] > 0 and now_ns - print_[2] > SETTLE_SECONDS * 1e9
+        found[number] = DiskVersion(path, print_, settled)
+    return found
 
 
 class ServableHandle:
@@ -184,6 +233,11 @@ class ModelManager:
                         model.labels = {}
             for name in list(self._models):
                 self._reconcile(name)
+            if any(not v.settled for name in configs for v in self._models[name].on_disk.values()):
+                # A second look tells a finished copy from one still being written.
+                self._stop.wait(min(SETTLE_SECONDS, self._options.file_system_poll_wait_seconds or SETTLE_SECONDS))
+                for name in configs:
+                    self._reconcile(name)
             self._wait_for_loads(configs)
             self._check_new_models(added)
             self._assign_labels(configs)
@@ -203,16 +257,14 @@ class ModelManager:
         with self._cond:
             for name in added:
                 model = self._models[name]
-                if not model.aspired:
-                    log.warning("model %s: no versions found under %s", name, model.config.base_path)
+                if any(record.state == VersionState.AVAILABLE for record in model.versions.values()):
                     continue
-                wanted = [model.versions[v] for v in sorted(model.aspired)]
-                if any(record.state == VersionState.AVAILABLE for record in wanted):
+                failed = sorted((r for r in model.versions.values() if r.failed), key=lambda r: r.number)
+                if not failed:
+                    log.warning("model %s: no complete versions found under %s", name, model.config.base_path)
                     continue
-                failed = [record for record in wanted if record.error is not None]
                 details = "; ".join(f"version {r.number}: {r.error.message}" for r in failed)
-                code = failed[0].error.code if failed else grpc.StatusCode.UNAVAILABLE
-                raise ServingError(code, f"model {name}: no version became available ({details})")
+                raise ServingError(failed[-1].error.code, f"model {name}: no version became available ({details})")
 
     def _assign_labels(self, configs: dict[str, ModelConfig]) -> None:
         with self._cond:
@@ -232,29 +284,42 @@ class ModelManager:
     # -- discovery and loading ----------------------------------------------------
 
     def _reconcile(self, name: str) -> None:
-        """Compares disk with the policy; schedules loads and retirements."""
+        """Looks at the disk, then schedules loads, retries and retirements."""
         with self._reconcile_lock:
             with self._cond:
                 model = self._models[name]
-                config = model.config
-            on_disk = discover_versions(config.base_path) if config is not None else {}
-            aspired = config.policy.select(on_disk) if config is not None else frozenset()
-            prints = {v: fingerprint(on_disk[v]) for v in aspired}
+                config, previous = model.config, model.on_disk
+            on_disk = look_at_versions(config.base_path, previous) if config is not None else {}
             with self._cond:
-                model.aspired = aspired
-                for number in aspired:
-                    record = model.versions.get(number)
-                    retry = (
-                        record is not None
-                        and record.state == VersionState.END
-                        and (record.error is None or record.fingerprint != prints[number])
-                    )
-                    if record is None or retry:
-                        record = _Version(number=number, path=on_disk[number], fingerprint=prints[number])
-                        model.versions[number] = record
-                        self._set_state(model, record, VersionState.START)
-                        self._loads.submit(self._load, model, record)
-                self._retire_unwanted(model)
+                model.on_disk = on_disk
+                self._apply(model)
+
+    def _apply(self, model: _Model) -> None:
+        """Brings the model's versions in line with the policy and the last look (lock held)."""
+        now = time.monotonic()
+        options = self._options
+        for number, record in list(model.versions.items()):
+            seen = model.on_disk.get(number)
+            if not record.failed or seen is None or not seen.settled:
+                continue
+            if seen.fingerprint != record.fingerprint:
+                self._schedule_load(model, number, seen)  # new files: a fresh start
+            elif record.attempts <= options.max_num_load_retries and now >= record.retry_at:
+                self._schedule_load(model, number, seen, attempts=record.attempts + 1)
+        candidates = [n for n, seen in model.on_disk.items()
+                      if seen.settled and not (n in model.versions and model.versions[n].failed)]
+        model.aspired = model.config.policy.select(candidates) if model.config is not None else frozenset()
+        for number in model.aspired:
+            record = model.versions.get(number)
+            if record is None or (record.state == VersionState.END and record.error is None):
+                self._schedule_load(model, number, model.on_disk[number])  # new, or retired and wanted again
+        self._retire_unwanted(model)
+
+    def _schedule_load(self, model: _Model, number: int, seen: DiskVersion, attempts: int = 1) -> None:
+        record = _Version(number=number, path=seen.path, fingerprint=seen.fingerprint, attempts=attempts)
+        model.versions[number] = record
+        self._set_state(model, record, VersionState.START)
+        self._loads.submit(self._load, model, record)
 
     def _load(self, model: _Model, record: _Version) -> None:
         with self._cond:
@@ -276,18 +341,24 @@ class ModelManager:
             log.exception("model %s version %d: unexpected load failure", model.name, record.number)
             error = errors.internal(f"{type(exc).__name__}: {exc}")
         seconds = time.monotonic() - started
+        version = str(record.number)
         with self._cond:
             if error is not None:
                 record.error = error
+                record.retry_at = time.monotonic() + self._options.load_retry_interval_seconds
                 self._set_state(model, record, VersionState.END)
-                self._metrics.model_load_failures.labels(model=model.name, version=str(record.number)).inc()
-                log.error("model %s version %d failed to load: %s", model.name, record.number, error.message)
+                self._metrics.model_load_failures.labels(model=model.name, version=version).inc()
+                self._metrics.model_load_error.labels(model=model.name, version=version).set(1)
+                tries_left = max(0, self._options.max_num_load_retries + 1 - record.attempts)
+                log.error("model %s version %d failed to load (attempt %d, %d more): %s", model.name,
+                          record.number, record.attempts, tries_left, error.message)
             else:
                 record.servable = servable
                 self._set_state(model, record, VersionState.AVAILABLE)
-                self._metrics.model_load_seconds.labels(model=model.name, version=str(record.number)).observe(seconds)
+                self._metrics.model_load_seconds.labels(model=model.name, version=version).observe(seconds)
+                self._metrics.model_load_error.labels(model=model.name, version=version).set(0)
                 log.info("model %s version %d AVAILABLE (%.2fs)", model.name, record.number, seconds)
-            self._retire_unwanted(model)
+            self._apply(model)  # a failure may let an older version be chosen; a success retire one
             self._cond.notify_all()
 
     def _retire_unwanted(self, model: _Model) -> None:

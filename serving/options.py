@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.config import BatchingConfig, ModelConfig, MonitoringConfig, TlsConfig
+from serving.http_server import HttpLimits
+
+# The largest gRPC message and REST body taken, and so the largest tensor a request may
+# decode to: a bound on the memory one request costs.  TF Serving takes up to 2 GiB.
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -21,7 +26,13 @@ class EndpointOptions:
     bind_address: str = "0.0.0.0"
     tls: TlsConfig | None = None
     grpc_max_workers: int = 128  # Threads for concurrent RPCs (batched calls wait in them).
-    rest_max_body_bytes: int = 256 * 1024 * 1024
+    grpc_max_message_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # Further gRPC server arguments (--grpc_channel_arguments), applied last.
+    grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()
+    rest: HttpLimits = field(default_factory=lambda: HttpLimits(max_body_bytes=DEFAULT_MAX_REQUEST_BYTES))
+    rest_timeout_seconds: float = 30.0  # TF Serving's --rest_api_timeout_in_ms default
+    # No input of a request may decode to more bytes (a shape [2**40] with one value would).
+    max_tensor_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,9 @@ class ModelSourceOptions:
     allow_version_labels_for_unavailable_models: bool = False
     enable_model_warmup: bool = True
     num_load_threads: int = 2
+    # A failed load is tried again this many times, this long apart (TF Serving's defaults).
+    max_num_load_retries: int = 5
+    load_retry_interval_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

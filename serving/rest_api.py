@@ -7,21 +7,25 @@ Routes follow TF Serving's (tensorflow_serving/model_servers/http_rest_api_util.
 - ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict|classify|regress``
 
 Failures answer ``{"error": "..."}`` with the HTTP status TF Serving maps the
-canonical code to.  The server is a stdlib ``ThreadingHTTPServer`` (a thread
-per connection, HTTP/1.1 keep-alive), which is enough in front of a model
-whose calls take milliseconds.
+canonical code to, also those the HTTP server itself refuses (a malformed
+request, a body over the limit or too slow: :mod:`serving.http_server`).
+:class:`RestRoutes` is the API, independent of the HTTP server; it runs on
+a worker thread of :class:`RestApi`, the API on the suite's HTTP server.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass
+from urllib.parse import unquote
 
 import grpc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -33,6 +37,7 @@ from tensorflow_serving.apis import (
 from serving import errors, json_codec
 from serving.config import MonitoringConfig
 from serving.errors import ServingError
+from serving.http_server import HttpLimits, HttpRejection, HttpServer, WorkerPool, read_body, request_id
 from serving.lifecycle import RequestGate
 from serving.metrics import CONTENT_TYPE, ServerMetrics
 from serving.service import CallInfo, ServingCore
@@ -46,7 +51,8 @@ _PREDICTION_PATH = re.compile(
 _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE
 )
-REST_TIMEOUT_SECONDS = 30.0  # TF Serving's --rest_api_timeout_in_ms default
+_METHODS = ["GET", "POST", "PUT", "DELETE"]
+JSON = "application/json"
 
 
 def _model_spec(name: str, version: str | None, label: str | None) -> model_pb2.ModelSpec:
@@ -61,38 +67,20 @@ def _model_spec(name: str, version: str | None, label: str | None) -> model_pb2.
     return spec
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive for clients that reuse connections
-    server_version = "ServingREST/1.0"
-
-    def do_GET(self) -> None:
-        self.server.api.handle(self, "GET")
-
-    def do_POST(self) -> None:
-        self.server.api.handle(self, "POST")
-
-    def do_PUT(self) -> None:
-        self.server.api.handle(self, "PUT")
-
-    def do_DELETE(self) -> None:
-        self.server.api.handle(self, "DELETE")
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature)
-        log.debug("%s %s", self.address_string(), format % args)
+def tf_serving_error(rejection: HttpRejection) -> bytes:
+    """TF Serving's error body for a request the HTTP server refused."""
+    return json_codec.error_response(rejection.message)
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # idle keep-alive connections must not block shutdown
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], api: RestApi) -> None:
-        self.api = api
-        super().__init__(address, _Handler)
+@dataclass(frozen=True)
+class RestReply:
+    status: int
+    body: bytes
+    content_type: str = JSON
 
 
-class RestApi:
-    """Serves the REST API (and metrics, if enabled) on one port."""
+class RestRoutes:
+    """TF Serving's REST API over a :class:`ServingCore`; blocking, called on a worker thread."""
 
     def __init__(
         self,
@@ -101,93 +89,45 @@ class RestApi:
         metrics: ServerMetrics,
         monitoring: MonitoringConfig,
         *,
-        bind_address: str,
-        port: int,
-        max_body_bytes: int,
+        timeout_seconds: float,
     ) -> None:
         self._core = core
         self._gate = gate
         self._metrics = metrics
         self._monitoring = monitoring
-        self._max_body = max_body_bytes
-        try:
-            self._server = _HttpServer((bind_address, port), self)
-        except OSError as exc:
-            raise errors.unavailable(f"cannot listen for REST on {bind_address}:{port}: {exc.strerror}") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rest-api", daemon=True)
+        self._timeout = timeout_seconds
 
     @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+    def draining(self) -> bool:
+        return self._gate.draining
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    # -- request handling -------------------------------------------------------
-
-    def handle(self, request: _Handler, method: str) -> None:
-        path = urlsplit(request.path).path
-        if self._gate.draining:
-            request.close_connection = True  # send clients to another replica
+    def answer(self, method: str, path: str, body: bytes, request_id: str) -> RestReply:
+        """The reply to one request; ``path`` is the raw (still %-encoded) path."""
         if self._monitoring.prometheus_enabled and path == self._monitoring.prometheus_path:
             if method != "GET":
-                self._send(request, 405, b"Method Not Allowed\n", "text/plain")
-                return
-            self._send(request, 200, self._metrics.exposition(), CONTENT_TYPE)
-            return
+                return RestReply(405, b"Method Not Allowed\n", "text/plain")
+            return RestReply(200, self._metrics.exposition(), CONTENT_TYPE)
         if not _API_PATH.fullmatch(path):
-            self._send(request, 404, b"Not Found\n", "text/plain")
-            return
-        try:
-            body = self._read_body(request)
-        except ServingError as exc:
-            request.close_connection = True
-            self._send(request, errors.http_status_for(exc.code), json_codec.error_response(exc.message))
-            return
-        status, payload = self._dispatch(method, path, body)
-        self._send(request, status, payload)
-
-    def _read_body(self, request: _Handler) -> bytes:
-        if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks, total = [], 0
-            while True:
-                size = int(request.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while request.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                total += size
-                if total > self._max_body:
-                    raise errors.invalid_argument(f"Request body exceeds the limit of {self._max_body} bytes")
-                chunks.append(request.rfile.read(size))
-                request.rfile.readline()
-        length = int(request.headers.get("Content-Length") or 0)
-        if length > self._max_body:
-            raise errors.invalid_argument(
-                f"Request body of {length} bytes exceeds the limit of {self._max_body} bytes"
-            )
-        return request.rfile.read(length) if length else b""
-
-    def _dispatch(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+            return RestReply(404, b"Not Found\n", "text/plain")
         call = CallInfo(api="rest")
         started = time.monotonic()
         code = grpc.StatusCode.OK
         try:
             with self._gate:
-                payload = self._route(method, path, body, call, started + REST_TIMEOUT_SECONDS)
-            return 200, payload
+                payload = self._route(method, path, body, call, started + self._timeout)
+            return RestReply(200, payload)
         except ServingError as exc:
             code = exc.code
-            return errors.http_status_for(exc.code), json_codec.error_response(exc.message)
-        except Exception as exc:  # keep serving after any bad request
-            log.exception("REST %s %s failed", method, path)
-            code = grpc.StatusCode.INTERNAL
-            return 500, json_codec.error_response(f"{type(exc).__name__}: {exc}")
+            return RestReply(errors.http_status_for(exc.code), json_codec.error_response(exc.message))
+        except Exception as exc:  # keep serving after any bad request; say nothing of the internals
+            error = errors.from_unexpected(exc, request_id)
+            code = error.code
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("REST %s %s failed (request id %s)", method, path, request_id)
+            else:
+                log.warning("REST %s %s refused (request id %s): %s: %s", method, path, request_id,
+                            type(exc).__name__, error.message)
+            return RestReply(errors.http_status_for(code), json_codec.error_response(error.message))
         finally:
             self._metrics.observe_request(
                 model=call.model,
@@ -233,12 +173,42 @@ class RestApi:
             return json_codec.status_response(self._core.status(request, call))
         raise errors.invalid_argument(f"Malformed request: {method} {path}")
 
-    @staticmethod
-    def _send(request: _Handler, status: int, payload: bytes, content_type: str = "application/json") -> None:
-        request.send_response(status)
-        request.send_header("Content-Type", content_type)
-        request.send_header("Content-Length", str(len(payload)))
-        if request.close_connection:
-            request.send_header("Connection", "close")
-        request.end_headers()
-        request.wfile.write(payload)
+
+class RestApi:
+    """The REST API on the suite's HTTP server (:mod:`serving.http_server`)."""
+
+    def __init__(self, routes: RestRoutes, *, bind_address: str, port: int, limits: HttpLimits) -> None:
+        self._routes = routes
+        self._limits = limits
+        self._pool = WorkerPool(limits.max_in_flight, "rest")
+        app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=_METHODS)])
+        try:
+            self._server = HttpServer(app, bind_address, port, limits, name="rest-api",
+                                      write_error=tf_serving_error)
+        except OSError as exc:
+            raise errors.unavailable(f"cannot listen for REST on {bind_address}:{port}: {exc.strerror}") from None
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+        self._pool.close()
+
+    async def _endpoint(self, request: Request) -> Response:
+        rid = request_id(request)
+        path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+        try:
+            body = await read_body(request, self._limits)
+            reply = await self._pool.run(self._routes.answer, request.method, path, body, rid)
+        except HttpRejection as rejection:
+            headers = {"X-Request-Id": rid, **({"Connection": "close"} if rejection.close else {})}
+            return Response(tf_serving_error(rejection), rejection.status, headers, JSON)
+        headers = {"X-Request-Id": rid}
+        if self._routes.draining:
+            headers["Connection"] = "close"  # send clients to another replica
+        return Response(reply.body, reply.status, headers, reply.content_type)

@@ -22,15 +22,23 @@ from serving.grpc_service import add_services
 from serving.lifecycle import RequestGate
 from serving.metrics import ServerMetrics
 from serving.model_manager import ModelManager
-from serving.options import ServerOptions
-from serving.rest_api import RestApi
+from serving.options import EndpointOptions, ServerOptions
+from serving.rest_api import RestApi, RestRoutes
 from serving.runtime import prepare_tensorflow
 from serving.servable import Servable
 from serving.service import ServingCore
 
 log = logging.getLogger(__name__)
 
-_MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving sets kint32max
+def grpc_server_arguments(endpoints: EndpointOptions) -> list[tuple[str, int | str]]:
+    """The gRPC server's arguments: message size limits, then --grpc_channel_arguments (which win)."""
+    arguments: dict[str, int | str] = {
+        "grpc.max_send_message_length": endpoints.grpc_max_message_bytes,
+        "grpc.max_receive_message_length": endpoints.grpc_max_message_bytes,
+        "grpc.so_reuseport": 0,  # a taken port must fail, not be shared
+    }
+    arguments.update(endpoints.grpc_channel_arguments)
+    return list(arguments.items())
 
 
 class ModelServer:
@@ -83,19 +91,14 @@ class ModelServer:
             self._scheduler = BatchScheduler(options.batching, self.metrics)
         self._manager = ModelManager(options.models, self.metrics, on_unloaded=self._forget_queues)
         self._manager.start(options.models.models)
-        core = ServingCore(self._manager, self._scheduler)
-        self._start_grpc(core)
         endpoints = options.endpoints
+        core = ServingCore(self._manager, self._scheduler, max_tensor_bytes=endpoints.max_tensor_bytes)
+        self._start_grpc(core)
         if endpoints.rest_port is not None:
-            self._rest = RestApi(
-                core,
-                self._gate,
-                self.metrics,
-                options.monitoring,
-                bind_address=endpoints.bind_address,
-                port=endpoints.rest_port,
-                max_body_bytes=endpoints.rest_max_body_bytes,
-            )
+            routes = RestRoutes(core, self._gate, self.metrics, options.monitoring,
+                                timeout_seconds=endpoints.rest_timeout_seconds)
+            self._rest = RestApi(routes, bind_address=endpoints.bind_address, port=endpoints.rest_port,
+                                 limits=endpoints.rest)
             self._rest.start()
         return self
 
@@ -103,11 +106,7 @@ class ModelServer:
         endpoints = self.options.endpoints
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=endpoints.grpc_max_workers, thread_name_prefix="grpc"),
-            options=[
-                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared
-            ],
+            options=grpc_server_arguments(endpoints),
         )
         add_services(server, core, self._gate, self.metrics)
         address = f"{endpoints.bind_address}:{endpoints.grpc_port}"

@@ -63,9 +63,11 @@ def _response_spec(target: model_pb2.ModelSpec, servable: Servable, signature: s
 class ServingCore:
     """Predict, Classify, Regress, MultiInference, metadata, status and reload."""
 
-    def __init__(self, manager: ModelManager, scheduler: BatchScheduler | None) -> None:
+    def __init__(self, manager: ModelManager, scheduler: BatchScheduler | None, *,
+                 max_tensor_bytes: int | None = None) -> None:
         self._manager = manager
         self._scheduler = scheduler
+        self._max_tensor_bytes = max_tensor_bytes  # no input may decode to more
 
     # -- resolution and execution ---------------------------------------------------
 
@@ -115,10 +117,12 @@ class ServingCore:
     def predict(
         self, request: predict_pb2.PredictRequest, call: CallInfo, deadline: float | None
     ) -> predict_pb2.PredictResponse:
-        try:
-            inputs = {name: tensors.to_ndarray(proto) for name, proto in request.inputs.items()}
-        except tensors.TensorConversionError as exc:
-            raise errors.invalid_argument(str(exc)) from None
+        inputs = {}
+        for name, proto in request.inputs.items():
+            try:
+                inputs[name] = tensors.to_ndarray(proto, self._max_tensor_bytes)
+            except tensors.TensorConversionError as exc:
+                raise errors.invalid_argument(f"input '{name}': {exc}") from None
         servable, signature, outputs = self.predict_arrays(
             request.model_spec, inputs, request.output_filter, call, deadline
         )

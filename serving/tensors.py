@@ -9,6 +9,8 @@ broadcast form.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
@@ -113,17 +115,31 @@ def shape_proto(shape) -> tensor_shape_pb2.TensorShapeProto:
     return proto
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Decodes a TensorProto sent by any TF client into a numpy array."""
+def to_ndarray(proto: tensor_pb2.TensorProto, max_bytes: int | None = None) -> np.ndarray:
+    """Decodes a TensorProto sent by any TF client into a numpy array.
+
+    The declared shape is checked against the values sent and against
+    ``max_bytes`` before anything is allocated: a few bytes declaring a shape
+    of ``[2**40]`` (which TF's fill-with-the-last-value rule would expand)
+    are refused, not built.
+    """
     if proto.tensor_shape.unknown_rank:
         raise TensorConversionError("tensor has unknown rank")
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     if any(size < 0 for size in shape):
         raise TensorConversionError(f"tensor shape {list(shape)} has a negative dimension")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python integers: no overflow, however large the dimensions
     np_dtype, field_name = _CODECS.get(proto.dtype, (None, None))
     if field_name is None:
         raise TensorConversionError(f"unsupported tensor dtype {types_pb2.DataType.Name(proto.dtype)}")
+    if max_bytes is not None and count * np_dtype.itemsize > max_bytes:
+        raise TensorConversionError(
+            f"tensor of shape {list(shape)} ({count} {type_name(proto.dtype)} values) would take "
+            f"{count * np_dtype.itemsize} bytes; the limit is {max_bytes}"
+        )
+    sent = len(proto.tensor_content) // np_dtype.itemsize if proto.tensor_content else len(getattr(proto, field_name))
+    if sent > count:
+        raise TensorConversionError(f"tensor of shape {list(shape)} needs {count} values but {sent} were given")
 
     if proto.dtype == types_pb2.DT_STRING:
         values = list(proto.string_val)

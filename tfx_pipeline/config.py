@@ -133,6 +133,9 @@ class DistributionConfig:
     # Splits the CPU into this many logical devices before the strategy is
     # made, so multi-replica code runs on a laptop; 0 leaves devices alone.
     logical_cpu_devices: int = 0
+    # multi_worker_mirrored on one machine: the Trainer starts this many worker
+    # processes on loopback ports (model/multi_worker.py); 0: TF_CONFIG as given.
+    workers: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

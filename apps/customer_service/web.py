@@ -1,4 +1,4 @@
-"""The HTTP JSON endpoint and the agent's web page (stdlib ``http.server``).
+"""The HTTP JSON endpoint and the agent's web page (on :mod:`apps.http_json`).
 
 Routes::
 
@@ -30,7 +30,7 @@ from apps.customer_service.config import HttpConfig
 from apps.customer_service.errors import InvalidMessage, ModelUnavailable
 from apps.customer_service.messages import CustomerMessage
 from apps.customer_service.service import CustomerService
-from apps.http_json import JsonHandler, JsonHttpServer
+from apps.http_json import JsonHandler, JsonHttpServer, Reply
 
 STATIC = Path(__file__).with_name("static")
 _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -46,18 +46,16 @@ class _Handler(JsonHandler):
 
     @property
     def service(self) -> CustomerService:
-        return self.server.app
+        return self.app
 
-    def serve_get(self, path: str) -> bool:
+    def get(self, path: str) -> Reply | None:
         if path == "/":
-            self._send_file(STATIC / "index.html")
-        elif path.startswith("/static/") and "/" not in path[len("/static/"):]:
-            self._send_file(STATIC / path[len("/static/"):])
-        elif path == "/v1/info":
-            self.send_json(HTTPStatus.OK, self.service.info())
-        else:
-            return False
-        return True
+            return self._file(STATIC / "index.html")
+        if path.startswith("/static/") and "/" not in path[len("/static/"):]:
+            return self._file(STATIC / path[len("/static/"):])
+        if path == "/v1/info":
+            return Reply.json(HTTPStatus.OK, self.service.info())
+        return None
 
     def _reply(self, body: object) -> tuple[int, dict]:
         message = CustomerMessage.parse(body, self.service.config.limits)
@@ -84,11 +82,11 @@ class _Handler(JsonHandler):
 
     post_routes = {"/v1/reply": _reply, "/v1/replies": _replies}
 
-    def _send_file(self, path: Path) -> None:
+    @staticmethod
+    def _file(path: Path) -> Reply:
         if path.suffix not in _CONTENT_TYPES or not path.is_file():
-            self.send_json(HTTPStatus.NOT_FOUND, {"error": "not_found", "message": f"no file {path.name}"})
-            return
-        self.send_bytes(HTTPStatus.OK, path.read_bytes(), _CONTENT_TYPES[path.suffix], {"Cache-Control": "no-cache"})
+            return Reply.json(HTTPStatus.NOT_FOUND, {"error": "not_found", "message": f"no file {path.name}"})
+        return Reply(HTTPStatus.OK, path.read_bytes(), _CONTENT_TYPES[path.suffix], {"Cache-Control": "no-cache"})
 
 
 class ReplyHttpServer(JsonHttpServer):

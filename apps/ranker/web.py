@@ -1,4 +1,4 @@
-"""The ranker's HTTP JSON endpoint (stdlib ``http.server``).
+"""The ranker's HTTP JSON endpoint (on :mod:`apps.http_json`).
 
 Routes::
 
@@ -39,11 +39,11 @@ class _Handler(JsonHandler):
     logger = log
 
     def health(self) -> dict:
-        index = self.server.app.index
+        index = self.app.index
         return {"status": "ok", "index": {"generation": index.generation, "items": len(index)}}
 
     def _rank(self, body: object) -> tuple[int, dict]:
-        return HTTPStatus.OK, self.server.app.rank(RankRequest.parse(body)).to_dict()
+        return HTTPStatus.OK, self.app.rank(RankRequest.parse(body)).to_dict()
 
     post_routes = {"/v1/rank": _rank}
 

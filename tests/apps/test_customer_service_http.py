@@ -29,24 +29,24 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def post(port: int, path: str, body: bytes | dict) -> tuple[int, dict, dict]:
+def post(port: int, path: str, body: bytes | dict) -> tuple[int, dict, http.client.HTTPMessage]:
     """(status, JSON body, headers) of a POST to the app on loopback."""
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request("POST", path, payload, {"Content-Type": "application/json"})
         response = connection.getresponse()
-        return response.status, json.loads(response.read()), dict(response.getheaders())
+        return response.status, json.loads(response.read()), response.headers  # case-insensitive, as HTTP header names are
     finally:
         connection.close()
 
 
-def get(port: int, path: str) -> tuple[int, bytes, dict]:
+def get(port: int, path: str) -> tuple[int, bytes, http.client.HTTPMessage]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
-        return response.status, response.read(), dict(response.getheaders())
+        return response.status, response.read(), response.headers  # case-insensitive, as HTTP header names are
     finally:
         connection.close()
 

@@ -20,13 +20,13 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def request(port: int, method: str, path: str, body: bytes | dict | None = None) -> tuple[int, dict, dict]:
+def request(port: int, method: str, path: str, body: bytes | dict | None = None) -> tuple[int, dict, http.client.HTTPMessage]:
     payload = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request(method, path, payload, {"Content-Type": "application/json"})
         response = connection.getresponse()
-        return response.status, json.loads(response.read()), dict(response.getheaders())
+        return response.status, json.loads(response.read()), response.headers  # case-insensitive, as HTTP header names are
     finally:
         connection.close()
 

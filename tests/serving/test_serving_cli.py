@@ -42,6 +42,32 @@ def test_single_model_flags_with_equals_syntax(tmp_path):
     assert options.batching is None
 
 
+def test_hardening_flags_and_their_tf_serving_defaults(tmp_path):
+    defaults = parse_flags([f"--model_base_path={tmp_path}"])
+    assert defaults.models.max_num_load_retries == 5 and defaults.models.load_retry_interval_seconds == 60.0
+    assert defaults.endpoints.rest_timeout_seconds == 30.0
+    options = parse_flags([
+        f"--model_base_path={tmp_path}", "--max_num_load_retries=2", "--load_retry_interval_micros=500000",
+        "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,grpc.primary_user_agent=x",
+        "--grpc_max_message_size=1048576", "--rest_api_max_body_bytes=4096", "--rest_api_num_threads=3",
+        "--rest_api_timeout_in_ms=2500", "--rest_api_header_timeout_seconds=2", "--rest_api_body_timeout_seconds=4",
+    ])
+    assert options.models.max_num_load_retries == 2 and options.models.load_retry_interval_seconds == 0.5
+    endpoints = options.endpoints
+    assert endpoints.grpc_channel_arguments == (("grpc.max_connection_age_ms", 2000), ("grpc.primary_user_agent", "x"))
+    assert endpoints.grpc_max_message_bytes == endpoints.max_tensor_bytes == 1048576
+    assert (endpoints.rest.max_body_bytes, endpoints.rest.max_in_flight) == (4096, 3)
+    assert (endpoints.rest.header_timeout_seconds, endpoints.rest.body_timeout_seconds) == (2, 4)
+    assert endpoints.rest_timeout_seconds == 2.5
+    from serving.server import grpc_server_arguments
+
+    arguments = dict(grpc_server_arguments(endpoints))
+    assert arguments["grpc.max_receive_message_length"] == 1048576 and arguments["grpc.max_connection_age_ms"] == 2000
+    for bad in ("--grpc_channel_arguments=novalue", "--rest_api_num_threads=0", "--max_num_load_retries=-1"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            parse_flags([f"--model_base_path={tmp_path}", bad])
+
+
 def test_rest_port_zero_disables_rest(tmp_path):
     options = parse_flags([f"--model_base_path={tmp_path}"])
     assert options.endpoints.rest_port is None and options.endpoints.grpc_port == 8500
@@ -105,7 +131,8 @@ def test_enable_batching_false_and_defaults(tmp_path):
     ("flags", "message"),
     [
         (["--no_such_flag=1"], "unknown flag --no_such_flag"),
-        (["--rest_api_timeout_in_ms=5000"], "--rest_api_timeout_in_ms of tensorflow_model_server is not supported"),
+        (["--rest_api_enable_cors_support=true"],
+         "--rest_api_enable_cors_support of tensorflow_model_server is not supported"),
         (["--platform_config_file=x"], "--platform_config_file"),
         (["--port=abc"], "--port"),
         (["--enable_batching=maybe"], "--enable_batching"),

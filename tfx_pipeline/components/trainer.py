@@ -13,6 +13,7 @@ from tfx_pipeline.beam.examples import split_pattern
 from tfx_pipeline.config import ModelConfig, TrainingConfig
 from tfx_pipeline import storage
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext
+from tfx_pipeline.model.multi_worker import LocalWorkers
 from tfx_pipeline.model.training import TrainerArgs, run_fn
 
 
@@ -43,7 +44,9 @@ class Trainer(Component):
             model=self.model,
             training=self.training,
         )
-        summary = run_fn(args)
+        workers = self.training.distribution.workers
+        summary = (LocalWorkers(args, workers, Path(ctx.execution_dir) / "multi_worker").run() if workers
+                   else run_fn(args))
         storage.write_json(storage.join(ctx.output_dirs["model_run"], "training_summary.json"), summary)
         return {"model": {"task": self.model.task, "text_pair": self.model.task == "text_pair_classification"},
                 "model_run": summary}
