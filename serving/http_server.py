@@ -88,16 +88,23 @@ class HttpLimits:
 class HttpRejection(Exception):
     """A request refused by the server itself: its status, a stable ``problem`` code and a message."""
 
-    def __init__(self, status: int, problem: str, message: str, *, close: bool = False) -> None:
+    def __init__(self, status: int, problem: str, message: str, *, close: bool = False,
+                 received: bytes = b"") -> None:
         super().__init__(message)
         self.status = status
         self.problem = problem
         self.message = message
         self.close = close  # the connection cannot be reused (part of the request is unread)
+        self.received = received  # the head of what arrived, for an endpoint that keeps refused input
+
+
+RECEIVED_HEAD_BYTES = 4096  # how much of a refused request is kept for :attr:`HttpRejection.received`
 
 
 #: Turns a rejection into the body an API answers errors with.
 ErrorWriter = Callable[[HttpRejection], bytes]
+#: Told of each request refused before it reached the app (on a worker thread), e.g. to dead-letter it.
+RefusalListener = Callable[[HttpRejection], None]
 
 
 def json_error(rejection: HttpRejection) -> bytes:
@@ -129,10 +136,14 @@ async def read_body(request: Request, limits: HttpLimits) -> bytes:
                     raise _too_large(f"over {limits.max_body_bytes} bytes", limits)
     except TimeoutError:
         raise HttpRejection(408, "request_timeout", f"the request body did not arrive within "
-                            f"{limits.body_timeout_seconds:g}s ({len(body)} bytes came)", close=True) from None
+                            f"{limits.body_timeout_seconds:g}s ({len(body)} bytes came)", close=True,
+                            received=bytes(body[:RECEIVED_HEAD_BYTES])) from None
     except ClientDisconnect:
         raise HttpRejection(400, "client_disconnected", "the client went away while sending the body",
-                            close=True) from None
+                            close=True, received=bytes(body[:RECEIVED_HEAD_BYTES])) from None
+    except HttpRejection as rejection:
+        rejection.received = bytes(body[:RECEIVED_HEAD_BYTES])
+        raise
     return bytes(body)
 
 
@@ -199,12 +210,14 @@ class _BoundedProtocol(HttpToolsProtocol):
 
     limits: HttpLimits = HttpLimits()
     write_error: ErrorWriter = staticmethod(json_error)
+    on_refused: RefusalListener | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._in_headers = False
         self._header_bytes = 0
         self._too_large = False
+        self._received = bytearray()  # the head of the current request, should it be refused
         self._header_timer = self.loop.call_later(self.limits.header_timeout_seconds, self._header_deadline)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -212,6 +225,8 @@ class _BoundedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.on_refused is not None and len(self._received) < RECEIVED_HEAD_BYTES:
+            self._received += data[:RECEIVED_HEAD_BYTES - len(self._received)]
         super().data_received(data)
         if self._in_headers and not self.transport.is_closing():
             # httptools buffers a header until it is complete: count what is fed to it meanwhile.
@@ -226,6 +241,10 @@ class _BoundedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_timer.cancel()
         self._header_timer = self.loop.call_later(self.limits.header_timeout_seconds, self._header_deadline)
+
+    def on_response_complete(self) -> None:
+        self._received.clear()  # what comes next is the next request
+        super().on_response_complete()
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
@@ -264,6 +283,9 @@ class _BoundedProtocol(HttpToolsProtocol):
         if self.cycle is not None:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
+        if self.on_refused is not None:
+            rejection.received = bytes(self._received)
+            self.loop.run_in_executor(None, self.on_refused, rejection)
 
 
 # -- the server ---------------------------------------------------------------------------
@@ -273,11 +295,12 @@ class HttpServer:
     """Serves an ASGI app on ``host:port`` (port 0 picks a free one) on a background thread."""
 
     def __init__(self, app: ASGIApp, host: str, port: int, limits: HttpLimits, *, name: str,
-                 write_error: ErrorWriter = json_error) -> None:
+                 write_error: ErrorWriter = json_error, on_refused: RefusalListener | None = None) -> None:
         self.limits = limits
         self._socket = socket.create_server((host, port), backlog=2048)  # raises OSError if taken
-        protocol = type(f"{name}Protocol", (_BoundedProtocol,),
-                        {"limits": limits, "write_error": staticmethod(write_error)})
+        protocol = type(f"{name}Protocol", (_BoundedProtocol,), {
+            "limits": limits, "write_error": staticmethod(write_error),
+            "on_refused": staticmethod(on_refused) if on_refused is not None else None})
         config = uvicorn.Config(
             app, http=protocol, loop="asyncio", lifespan="off", log_config=None, access_log=False,
             server_header=False, timeout_keep_alive=limits.keep_alive_timeout_seconds,  # type: ignore[arg-type]

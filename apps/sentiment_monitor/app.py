@@ -24,7 +24,8 @@ from pathlib import Path
 from apps.sentiment_monitor.config import MonitorConfig, SourceConfig
 from apps.sentiment_monitor.dashboard import Dashboard
 from apps.sentiment_monitor.delivery import Deliverer
-from apps.sentiment_monitor.ingest import DeadLetters, DirectorySource, FileFollower, HttpSource, StdinSource
+from apps.sentiment_monitor.http_ingest import HttpSource
+from apps.sentiment_monitor.ingest import DeadLetters, DirectorySource, FileFollower, StdinSource
 from apps.sentiment_monitor.monitor import Monitor
 from apps.sentiment_monitor.scoring import ScoringUnavailable, SentimentScorer
 from apps.sentiment_monitor.sinks import build_sink
@@ -64,8 +65,9 @@ class MonitorApp:
                                               max_line_bytes=config.ingest.max_line_bytes), s)
                              for s in sources if s.kind == "directory"]
         self._stdin = [(StdinSource(s.key), s) for s in sources if s.kind == "stdin"]
-        self._http = [HttpSource(s.key, s.host, s.port, functools.partial(self._accept_http,
-                                                                           default_source=s.default_source))
+        self._http = [HttpSource(s.key, s.host, s.port,
+                                 functools.partial(self._accept_http, default_source=s.default_source),
+                                 self._dead_letter_http)
                       for s in sources if s.kind == "http"]
         self._http_lock = threading.Lock()
         self._http_monitor: Monitor | None = None  # opened on the first request
@@ -75,15 +77,24 @@ class MonitorApp:
 
     def _accept_http(self, key: str, lines: list[tuple[int, bytes]], *,
                      default_source: str = "") -> tuple[int, list[str]]:
-        # HTTP requests arrive on server threads; the store's connection belongs to the loop, so
-        # requests take turns on a connection of their own.
         with self._http_lock:
-            if self._http_monitor is None:
-                self._http_monitor = Monitor(self.config, Store.open(self.config.store.url), self.scorer,
-                                             dead_letters=self.monitor.dead_letters)
-            result = self._http_monitor.ingest(key, lines, None, default_source=default_source)
+            result = self._http_ingest_monitor().ingest(key, lines, None, default_source=default_source)
         self.progress.ingested += result.added
         return result.added + result.duplicates, result.rejected
+
+    def _dead_letter_http(self, key: str, raw: bytes, reason: str) -> None:
+        """A request the HTTP transport refused: what arrived of it is dead-lettered with the reason."""
+        with self._http_lock:
+            self._http_ingest_monitor().dead_letter(key, 0, raw, reason, stage="transport")
+        self.progress.rejected += 1
+
+    def _http_ingest_monitor(self) -> Monitor:
+        # HTTP requests arrive on server threads; the store's connection belongs to the loop, so
+        # requests take turns (lock held) on a connection of their own.
+        if self._http_monitor is None:
+            self._http_monitor = Monitor(self.config, Store.open(self.config.store.url), self.scorer,
+                                         dead_letters=self.monitor.dead_letters)
+        return self._http_monitor
 
     def _followers(self) -> list[tuple[FileFollower | StdinSource, str]]:
         followers: list[tuple[FileFollower | StdinSource, str]] = [(f, s.default_source) for f, s in self._files]

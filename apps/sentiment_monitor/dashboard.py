@@ -19,15 +19,19 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from apps.sentiment_monitor.charts import alert_markers, html_page, sentiment_series
 from apps.sentiment_monitor.config import MonitorConfig
 from apps.sentiment_monitor.metrics import delivery_metrics_registry
 from apps.sentiment_monitor.store import Store
+from serving.http_server import HttpLimits, HttpRejection, HttpServer, WorkerPool, json_error
 
 
 def dashboard_data(store: Store, config: MonitorConfig) -> dict:
@@ -49,48 +53,42 @@ def health_data(store: Store, config: MonitorConfig) -> dict:
 
 
 class Dashboard:
+    """The page and its data on the suite's HTTP server (:mod:`serving.http_server`); reads on worker threads."""
+
     def __init__(self, config: MonitorConfig, open_store: Callable[[], Store]) -> None:
         self.config = config
         self._open_store = open_store
         self._store: Store | None = None
         self._lock = threading.Lock()  # one connection, requests take turns
-        page = html_page(live=True, refresh_seconds=config.dashboard.refresh_seconds).encode()
+        self._page = html_page(live=True, refresh_seconds=config.dashboard.refresh_seconds).encode()
         self.metrics = delivery_metrics_registry(self.read)
-        dashboard = self
+        limits = HttpLimits(max_body_bytes=64 * 1024, max_in_flight=8)  # GET only: no body worth the name
+        self._pool = WorkerPool(limits.max_in_flight, "dashboard")
+        app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=["GET"])])
+        self._server = HttpServer(app, config.dashboard.host, config.dashboard.port, limits, name="dashboard")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                if self.path in ("/", "/index.html"):
-                    return self._reply(200, "text/html; charset=utf-8", page)
-                if self.path == "/api/data":
-                    return self._reply(200, "application/json", json.dumps(dashboard.data()).encode())
-                if self.path == "/metrics":
-                    return self._reply(200, CONTENT_TYPE_LATEST, generate_latest(dashboard.metrics))
-                if self.path == "/healthz":
-                    undelivered = dashboard.read(lambda store: store.undelivered())
-                    return self._reply(200, "text/plain", f"ok; {undelivered} deliveries pending\n".encode())
-                self._reply(404, "text/plain",
-                            f"no page {self.path}; try /, /api/data, /metrics or /healthz".encode())
+    async def _endpoint(self, request: Request) -> Response:
+        try:
+            status, content_type, body = await self._pool.run(self._answer, request.url.path)
+        except HttpRejection as rejection:
+            status, content_type, body = rejection.status, "application/json", json_error(rejection)
+        return Response(body, status, {"Cache-Control": "no-store"}, content_type)
 
-            def _reply(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((config.dashboard.host, config.dashboard.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="dashboard", daemon=True)
+    def _answer(self, path: str) -> tuple[int, str, bytes]:
+        if path in ("/", "/index.html"):
+            return 200, "text/html; charset=utf-8", self._page
+        if path == "/api/data":
+            return 200, "application/json", json.dumps(self.data()).encode()
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.metrics)
+        if path == "/healthz":
+            undelivered = self.read(lambda store: store.undelivered())
+            return 200, "text/plain", f"ok; {undelivered} deliveries pending\n".encode()
+        return 404, "text/plain", f"no page {path}; try /, /api/data, /metrics or /healthz".encode()
 
     @property
     def address(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{self._server.host}:{self._server.port}"
 
     def read(self, query: Callable[[Store], Any]) -> Any:
         """Runs `query` on the dashboard's own connection, one request at a time."""
@@ -103,12 +101,12 @@ class Dashboard:
         return self.read(lambda store: dashboard_data(store, self.config))
 
     def start(self) -> Dashboard:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
+        self._pool.close()
         with self._lock:
             if self._store is not None:
                 self._store.close()

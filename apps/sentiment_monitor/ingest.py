@@ -17,8 +17,7 @@ saved line:
   in name order, each followed as above with its own position.
 - :class:`StdinSource`: standard input (the position is a line count, kept
   for the record; a pipe cannot be re-read).
-- :class:`HttpSource`: ``POST /items`` with one JSON object or JSON lines;
-  saved before the reply, so a 200 means the items are durable.
+- ``POST /items`` with one JSON object or JSON lines: :mod:`apps.sentiment_monitor.http_ingest`.
 
 Example:
 
@@ -45,9 +44,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
 
@@ -101,9 +98,9 @@ class FileFollower:
         if start == 0 and len(data) == self.chunk_bytes:
             # One line longer than a chunk: hand out its head, to be dead-lettered as too long, rather than
             # stall the source forever.
-            end = self._find_newline(offset + len(data))
-            if end is not None:
-                return Batch([(offset, LineHead(data[:self.max_line_bytes], end - offset))], str(end + 1))
+            newline = self._find_newline(offset + len(data))
+            if newline is not None:
+                return Batch([(offset, LineHead(data[:self.max_line_bytes], newline - offset))], str(newline + 1))
         return Batch(lines, str(offset + start)) if start else Batch()
 
     def _find_newline(self, offset: int) -> int | None:
@@ -165,62 +162,6 @@ class StdinSource:
         if batch.lines:
             batch.position = str(self._count)
         return batch
-
-
-class HttpSource:
-    """``POST /items`` on ``host:port``: the body is one JSON object or JSON lines.
-
-    ``accept(key, lines)`` saves the lines (good ones as items, bad ones to the
-    dead-letter file) and returns ``(accepted, rejected reasons)``; the reply
-    is 200 with those figures, or 400 if no line was any good.
-    """
-
-    def __init__(self, key: str, host: str, port: int,
-                 accept: Callable[[str, list[tuple[int, bytes]]], tuple[int, list[str]]],
-                 max_body_bytes: int = 10 << 20) -> None:
-        self.key = key
-        source = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                if self.path.rstrip("/") != "/items":
-                    return self._reply(404, {"error": f"no such endpoint {self.path}; POST to /items"})
-                length = int(self.headers.get("Content-Length") or 0)
-                if not 0 < length <= max_body_bytes:
-                    return self._reply(413 if length else 400, {
-                        "error": f"body must be 1..{max_body_bytes} bytes, got {length}"})
-                body = self.rfile.read(length)
-                lines = [(i, line) for i, line in enumerate(body.splitlines(), 1) if line.strip()]
-                accepted, rejected = accept(source.key, lines)
-                self._reply(200 if accepted or not rejected else 400, {"accepted": accepted, "rejected": rejected})
-
-            def _reply(self, status: int, payload: dict) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:  # Quiet: the monitor logs what matters.
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-source", daemon=True)
-
-    @property
-    def address(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
-
-    def start(self) -> HttpSource:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class DeadLetters:
