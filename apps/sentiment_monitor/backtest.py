@@ -70,4 +70,4 @@ def backtest(config: MonitorConfig, history: Path, out_dir: Path, *, scorer: Sco
     finally:
         store.close()
         if own_scorer:
-            scorer.close()  # type: ignore[union-attr]
+            scorer.close()  # type: ignore[attr-defined]

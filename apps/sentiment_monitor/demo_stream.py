@@ -70,8 +70,7 @@ def demo_items(count: int = 1000, *, start: float = 1_767_225_600.0, span_second
     late_at = set(rng.sample(range(count // 4, count), min(late_items, count // 4))) if late_items else set()
     for i in range(count):
         ts = start + i * step + rng.uniform(0, step)
-        in_surge = surge is not None and surge_start <= ts < surge_end
-        if in_surge and rng.random() < 1 - 1 / surge.rate:
+        if surge is not None and surge_start <= ts < surge_end and rng.random() < 1 - 1 / surge.rate:
             company = surge.company
             label = "negative" if rng.random() < surge.negative_share else rng.choice(["neutral", "positive"])
         else:

@@ -254,7 +254,7 @@ def parse_item(line: str | bytes, *, default_source: str = "", limits: ItemLimit
 
 def item_to_record(item: Item) -> dict:
     """The JSON form of an item (what :func:`parse_item` reads)."""
-    record = {"id": item.id, "timestamp": format_timestamp(item.timestamp), "text": item.text}
+    record: dict[str, object] = {"id": item.id, "timestamp": format_timestamp(item.timestamp), "text": item.text}
     if item.tickers:
         record["tickers"] = list(item.tickers)
     if item.source:

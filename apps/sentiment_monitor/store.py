@@ -178,7 +178,7 @@ class Store:
             if not path.parent.is_dir():
                 raise StoreError(f"store.url {url}: the directory {path.parent} does not exist")
             # Autocommit mode; transaction() issues BEGIN IMMEDIATE so concurrent writers queue up.
-            connection = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            connection: Any = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")  # a committed position survives a power cut
             store = cls(connection, SQLITE)
@@ -222,14 +222,8 @@ class Store:
     def savepoint(self) -> Iterator[Store]:
         """Inside :meth:`transaction`: what fails in here is undone alone, the transaction goes on."""
         if self.dialect is SQLITE:
-            self._connection.execute("SAVEPOINT item")
-            try:
+            with _sqlite_block(self._connection, "SAVEPOINT item", "RELEASE item", "ROLLBACK TO item", "RELEASE item"):
                 yield self
-            except BaseException:
-                self._connection.execute("ROLLBACK TO item")
-                self._connection.execute("RELEASE item")
-                raise
-            self._connection.execute("RELEASE item")
         else:
             with self._connection.transaction():  # psycopg: nested means a savepoint
                 yield self
@@ -249,13 +243,8 @@ class Store:
                 yield self
                 return
             if self.dialect is SQLITE:
-                self._connection.execute("BEGIN IMMEDIATE")
-                try:
+                with _sqlite_block(self._connection, "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
                     yield self
-                except BaseException:
-                    self._connection.execute("ROLLBACK")
-                    raise
-                self._connection.execute("COMMIT")
             else:
                 with self._connection.transaction():
                     yield self
@@ -483,6 +472,20 @@ class Store:
                 statement += f" AND {column} = ?"
                 params.append(value)
         return self._execute(statement, params).rowcount
+
+
+@contextmanager
+def _sqlite_block(connection: sqlite3.Connection, begin: str, commit: str, *rollback: str) -> Iterator[None]:
+    """``begin``, then ``commit``, or the ``rollback`` statements if anything inside raises (the
+    connection is in autocommit mode: the store issues these itself)."""
+    connection.execute(begin)
+    try:
+        yield
+    except BaseException:
+        for statement in rollback:
+            connection.execute(statement)
+        raise
+    connection.execute(commit)
 
 
 def _redact(url: str) -> str:

@@ -1,14 +1,13 @@
 """A throwaway PostgreSQL server for tests, on 127.0.0.1 and a free port.
 
-Import the fixtures into a test module::
-
-    from tests.apps.postgres import postgres_database, postgres_server  # noqa: F401
+tests/apps/conftest.py makes the fixtures available to every app test.
 
 ``postgres_server`` (session) starts a cluster with Debian's binaries
 (``/usr/lib/postgresql/<version>/bin``) in a temporary directory, as the
 ``postgres`` user when running as root (``initdb`` refuses root), and stops
 it afterwards.  If ``SUITE_POSTGRES_URL`` is set, that server is used
-instead.  ``postgres_database`` gives each test a fresh, empty database.
+instead.  ``postgres_database`` gives each test a fresh, empty database, and ``store_url`` runs a test
+twice: on SQLite (a file in its ``tmp_path``) and on such a PostgreSQL database.
 Without PostgreSQL installed the tests fail, saying how to install it: CI
 installs it, so a silent skip would hide a broken set-up.
 """
@@ -91,3 +90,11 @@ def postgres_database(postgres_server: str) -> Iterator[str]:
     yield f"{postgres_server}/{name}"
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """The test's state database: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("postgres_database")

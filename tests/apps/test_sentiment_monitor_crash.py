@@ -13,7 +13,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import yaml
 
 from apps.sentiment_monitor.backtest import backtest
@@ -21,18 +20,10 @@ from apps.sentiment_monitor.config import load_config
 from apps.sentiment_monitor.demo_stream import Surge, demo_items, write_stream
 from apps.sentiment_monitor.items import item_to_record
 from apps.sentiment_monitor.store import Store
-from tests.apps.postgres import postgres_database, postgres_server  # noqa: F401  (fixtures)
 from tests.apps.test_sentiment_monitor_sinks import Receiver, wait_for
 from tests.conftest import REPO
 
 START = 1_767_225_600.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("postgres_database")
 
 
 def start_monitor(config_path: Path, log: Path) -> subprocess.Popen:

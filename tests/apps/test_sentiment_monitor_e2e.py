@@ -139,6 +139,48 @@ def test_items_wait_while_the_model_server_is_down_and_are_scored_when_it_return
     store.close()
 
 
+def test_scoring_resumes_within_seconds_of_the_model_server_coming_back(trained_suite, tmp_path):
+    """The issue's row: after 20 s down, scoring resumed 21 s after the server was ready (gRPC's default
+    reconnect back-off grows to 120 s); the one model client caps it at 1 s, and the monitor's own
+    back-off at 2 s (the defaults, not the quick ones of monitor_config)."""
+    import time
+
+    from serving.client import ClientConfig, ServingClient
+
+    port = free_port()
+    model = trained_suite.model_base_path / "sentiment"
+    data = monitor_config(tmp_path, f"127.0.0.1:{port}")
+    data["scoring"] = {"address": f"127.0.0.1:{port}", "batch_size": 16}
+    app = MonitorApp(config_from_dict(data))
+    items = list(demo_items(60, start=START, seed=6, late_items=0))
+    news = tmp_path / "news.jsonl"
+    append(news, items[:30])
+    server = start_model_server(model, port)
+    thread = run_in_thread(app)
+    store = Store.open(data["store"]["url"])
+    try:
+        wait_for(lambda: store.item_counts() == {"counted": 30}, timeout=120)
+        server.stop(drain_timeout_seconds=1)
+        server = None
+        append(news, items[30:])
+        time.sleep(20)  # Down as long as in the issue; the items wait as pending.
+        assert store.item_counts() == {"counted": 30, "pending": 30} and app.progress.scoring_unavailable > 0
+        server = start_model_server(model, port)
+        with ServingClient(ClientConfig(address=f"127.0.0.1:{port}")) as probe:  # a fresh connection
+            probe.wait_until_available("sentiment", timeout_seconds=60)
+        ready = time.monotonic()
+        wait_for(lambda: store.item_counts() == {"counted": 60}, timeout=120)
+        resumed_after = time.monotonic() - ready
+    finally:
+        app.stop()
+        thread.join(30)
+        if server is not None:
+            server.stop(drain_timeout_seconds=5)
+    print(f"scoring resumed {resumed_after:.2f} s after the model server was ready again")
+    assert resumed_after < 3.0, f"scoring resumed {resumed_after:.1f} s after the server was back"
+    store.close()
+
+
 @pytest.fixture(scope="module")
 def backtest_run(model_server, tmp_path_factory):
     """The backtest command on a demo history: (its stdout, its output directory)."""

@@ -24,29 +24,27 @@ import pytest
 from prometheus_client import generate_latest
 
 from apps.sentiment_monitor import cli
+from apps.sentiment_monitor.config import load_config
 from apps.sentiment_monitor.dashboard import dashboard_data
 from apps.sentiment_monitor.delivery import deliver_due
 from apps.sentiment_monitor.demo_stream import Surge, demo_items
 from apps.sentiment_monitor.ingest import DeadLetters, FileFollower
-from apps.sentiment_monitor.items import BadItem, ItemLimits, Score, item_to_record, parse_item
+from apps.sentiment_monitor.items import (
+    BadItem,
+    ItemLimits,
+    Score,
+    item_to_record,
+    parse_item,
+)
 from apps.sentiment_monitor.metrics import delivery_metrics_registry
 from apps.sentiment_monitor.monitor import PROBE_TEXT, Monitor
 from apps.sentiment_monitor.scoring import ScoringError
-from apps.sentiment_monitor.config import load_config
 from apps.sentiment_monitor.sinks import build_sink
 from apps.sentiment_monitor.store import Store
-from tests.apps.postgres import postgres_database, postgres_server  # noqa: F401  (fixtures)
 from tests.apps.test_sentiment_monitor_sinks import Receiver
 from tfx_pipeline.demo_data import SENTIMENT_TEMPLATES
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("postgres_database")
 
 
 @pytest.fixture
@@ -135,11 +133,15 @@ class Pipeline:
         dead = len(self.dead())
         assert "pending" not in counts, counts
         assert self.lines_in == stored + dead + identical_replays, (self.lines_in, counts, dead)
+        print(f"[counts] lines in {self.lines_in} = items stored {stored} + dead-lettered {dead}"
+              f" + identical replays {identical_replays}")
 
     def assert_alerts_accounted(self) -> Counter:
         statuses = Counter(d["status"] for d in self.store.deliveries())
         assert len(self.store.alerts()) == statuses["delivered"] + statuses["dead_lettered"], statuses
         assert statuses["retrying"] == 0
+        print(f"[counts] alerts raised {len(self.store.alerts())} = delivered {statuses['delivered']}"
+              f" + in the alert dead-letter queue {statuses['dead_lettered']}")
         return statuses
 
     def close(self) -> None:
@@ -317,8 +319,8 @@ def test_what_the_store_or_the_model_refuses_costs_that_item_only(store_url, tmp
     pipeline.feed(stream[:150] + [long_id, refused, nan] + stream[150:])
     pipeline.deliver()
     dead = {d["item_id"] or "long": (d["stage"], d["reason"]) for d in pipeline.dead()}
-    assert dead.pop("refused") == ("score", "the model refused it: ScoringError: INVALID_ARGUMENT: the model "
-                                            "cannot read this text")
+    refusal = "the model refused it: ScoringError: INVALID_ARGUMENT: the model cannot read this text"
+    assert dead.pop("refused") == ("score", refusal)
     assert dead.pop("nan") == ("score", "the model returned non-finite probabilities nan, nan, nan")
     if store_url.startswith("postgresql"):
         stage, reason = dead.pop("long")

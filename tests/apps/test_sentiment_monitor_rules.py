@@ -22,7 +22,6 @@ from apps.sentiment_monitor.ingest import DeadLetters, FileFollower
 from apps.sentiment_monitor.items import Score, format_timestamp
 from apps.sentiment_monitor.monitor import Monitor
 from apps.sentiment_monitor.store import Store
-from tests.apps.postgres import postgres_database, postgres_server  # noqa: F401  (fixtures)
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a multiple of every window size used here
 
@@ -43,13 +42,6 @@ class TableScorer:
     def score(self, texts):
         self.calls.append(len(texts))
         return [self.table[t] for t in texts]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("postgres_database")
 
 
 def make_config(store_url: str, tmp_path: Path, **rules):
