@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+# Beam names DaskRunner nowhere; ours completes Beam's (tfx_pipeline/beam/dask_runner.py).
+DASK_RUNNER = "tfx_pipeline.beam.dask_runner.DaskRunner"
+
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     options = PipelineOptions(list(beam_args))
-    if not options.view_as(StandardOptions).runner:
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
         # Beam 2.77's default runner, and DirectRunner too, first try to
         # download a Prism binary; FnApiRunner is what they fall back to.
-        options.view_as(StandardOptions).runner = "FnApiRunner"
+        standard.runner = "FnApiRunner"
+    elif standard.runner == "DaskRunner":
+        standard.runner = DASK_RUNNER
     return options
 
 
