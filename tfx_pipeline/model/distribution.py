@@ -34,10 +34,57 @@ def create_strategy(config: DistributionConfig) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(devices)
     if config.strategy == "multi_worker_mirrored":
         # Cluster membership comes from TF_CONFIG, as on Vertex AI and Kubernetes.
+        let_keras_fit_under_multi_worker()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if config.strategy == "tpu":
         return _tpu_strategy(config.tpu)
     raise StrategyError(f"training.distribution.strategy: unknown strategy {config.strategy!r}")
+
+
+def let_keras_fit_under_multi_worker() -> None:
+    """Lets Keras 3 `fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Two steps of Keras' TensorFlow trainer fail with this strategy across
+    processes, and only then; both are replaced for it alone:
+    - before the first step, Keras builds the metrics, loss and optimizer state
+      from the shapes of a batch that it first averages across the workers:
+      the strategy refuses a nested batch, and batches padded to their longest
+      text differ in shape between workers anyway. The build needs shapes
+      only, so it takes this worker's own batch;
+    - each step averages the scalar logs (loss, metrics) over the workers with
+      `axis=0`, which a scalar does not have; they are averaged whole.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.TensorFlowTrainer._maybe_symbolic_build, "multi_worker_aware", False):
+        return
+    build, reduce_per_replica = trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
+
+    def is_multi_worker(strategy) -> bool:
+        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and trainer._collective_all_reduce_multi_worker(
+            strategy)
+
+    def build_from_local_batch(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is None or not is_multi_worker(strategy):
+            return build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda value: strategy.experimental_local_results(value)[0]
+                if isinstance(value, tf.distribute.DistributedValues) else value, next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def average_logs_whole(values, strategy, reduction="auto"):
+        if reduction not in ("auto", "mean") or not is_multi_worker(strategy):
+            return reduce_per_replica(values, strategy, reduction)
+        return tf.nest.map_structure(
+            lambda value: strategy.reduce("MEAN", value, axis=None if value.shape.rank == 0 else 0), values)
+
+    build_from_local_batch.multi_worker_aware = True  # type: ignore[attr-defined]
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch  # type: ignore[method-assign]
+    trainer.reduce_per_replica = average_logs_whole
 
 
 def split_cpu(count: int) -> None:
