@@ -98,6 +98,7 @@ class HttpRejection(Exception):
         self.received = received  # the head of what arrived, for an endpoint that keeps refused input
 
 
+LINGER_SECONDS = 2.0  # how long a refused client may go on sending before the connection is closed
 RECEIVED_HEAD_BYTES = 4096  # how much of a refused request is kept for :attr:`HttpRejection.received`
 
 
@@ -218,6 +219,8 @@ class _BoundedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._too_large = False
         self._received = bytearray()  # the head of the current request, should it be refused
+        self._lingering = False
+        self._lingered = 0
         self._header_timer = self.loop.call_later(self.limits.header_timeout_seconds, self._header_deadline)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -225,6 +228,11 @@ class _BoundedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._lingered += len(data)
+            if self._lingered > self.limits.drain_body_bytes:
+                self.transport.close()
+            return
         if self.on_refused is not None and len(self._received) < RECEIVED_HEAD_BYTES:
             self._received += data[:RECEIVED_HEAD_BYTES - len(self._received)]
         super().data_received(data)
@@ -252,7 +260,7 @@ class _BoundedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _header_deadline(self) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._lingering:
             return
         if self._in_headers:
             self._reject(HttpRejection(408, "request_timeout", f"the request headers did not arrive within "
@@ -279,13 +287,27 @@ class _BoundedProtocol(HttpToolsProtocol):
             b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body),
             body,
         ]))
-        self.transport.close()
+        self._linger()
         if self.cycle is not None:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
         if self.on_refused is not None:
             rejection.received = bytes(self._received)
             self.loop.run_in_executor(None, self.on_refused, rejection)
+
+
+    def _linger(self) -> None:
+        """Stops reading requests, and closes once the client stops sending (or after a while).
+
+        Closing with the client's bytes still unread makes the kernel reset the
+        connection, and the client loses the answer it has not read yet.
+        """
+        self._lingering = True
+        self._in_headers = False
+        self._header_timer.cancel()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 # -- the server ---------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from serving import errors, tensors
 from serving.servable import TensorSpec
 
 B64_KEY = "b64"
+MAX_RANK = 64  # numpy's limit on dimensions; deeper nesting is refused before any array is built
 BYTES_SUFFIX = "_bytes"
 
 
@@ -170,6 +171,8 @@ def _leaf(value: Any, dtype: int) -> Any:
 def _dense_shape(value: Any) -> list[int]:
     shape = []
     while isinstance(value, list):
+        if len(shape) == MAX_RANK:
+            raise errors.invalid_argument(f"JSON lists nested deeper than {MAX_RANK}: no tensor has that rank")
         shape.append(len(value))
         if not value:
             break

@@ -31,6 +31,7 @@ from apps.customer_service.errors import InvalidMessage, ModelUnavailable
 from apps.customer_service.messages import CustomerMessage
 from apps.customer_service.service import CustomerService
 from apps.http_json import JsonHandler, JsonHttpServer, Reply
+from serving.http_server import HttpLimits
 
 STATIC = Path(__file__).with_name("static")
 _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -92,10 +93,12 @@ class _Handler(JsonHandler):
 class ReplyHttpServer(JsonHttpServer):
     """Serves the endpoint on ``config.host:config.port`` (port 0 picks a free one) in a background thread.
 
-    ``url``, ``start``/``serve_forever``/``stop`` and the context manager: :class:`apps.http_json.JsonHttpServer`.
+    ``url``, ``start``/``serve_forever``/``stop`` and the context manager: :class:`apps.http_json.JsonHttpServer`;
+    ``limits`` (timeouts, in-flight requests) default to :class:`serving.http_server.HttpLimits`'s.
     """
 
-    def __init__(self, service: CustomerService, config: HttpConfig) -> None:
+    def __init__(self, service: CustomerService, config: HttpConfig, limits: HttpLimits | None = None) -> None:
         super().__init__(_Handler, config.host, config.port, app=service,
                          max_request_bytes=service.config.limits.max_request_bytes,
-                         retry_after_seconds=config.retry_after_seconds, thread_name="customer-service-http")
+                         retry_after_seconds=config.retry_after_seconds, thread_name="customer-service-http",
+                         limits=limits)

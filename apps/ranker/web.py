@@ -27,6 +27,7 @@ from apps.http_json import JsonHandler, JsonHttpServer
 from apps.ranker.config import HttpConfig
 from apps.ranker.errors import ModelUnavailable
 from apps.ranker.ranker import Ranker, RankRequest
+from serving.http_server import HttpLimits
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,10 @@ class _Handler(JsonHandler):
 class RankHttpServer(JsonHttpServer):
     """Serves the endpoint on ``config.host:config.port`` (port 0 picks a free one) in a background thread.
 
-    ``url``, ``start``/``serve_forever``/``stop`` and the context manager: :class:`apps.http_json.JsonHttpServer`.
+    ``url``, ``start``/``serve_forever``/``stop`` and the context manager: :class:`apps.http_json.JsonHttpServer`;
+    ``limits`` (timeouts, in-flight requests) default to :class:`serving.http_server.HttpLimits`'s.
     """
 
-    def __init__(self, ranker: Ranker, config: HttpConfig) -> None:
+    def __init__(self, ranker: Ranker, config: HttpConfig, limits: HttpLimits | None = None) -> None:
         super().__init__(_Handler, config.host, config.port, app=ranker, max_request_bytes=config.max_request_bytes,
-                         retry_after_seconds=config.retry_after_seconds, thread_name="ranker-http")
+                         retry_after_seconds=config.retry_after_seconds, thread_name="ranker-http", limits=limits)
