@@ -49,6 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo-data", help="write the project's small demo dataset")
     demo.add_argument("--out", type=Path, default=Path("work/demo_data"), help="directory (default: %(default)s)")
+
+    doctor = commands.add_parser("doctor", help="devices seen, the strategy and precision training would use, "
+                                                "and a timed training step")
+    doctor.add_argument("--config", type=Path, help="take training.distribution and model.backbone from this file")
+    doctor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration value (repeatable)")
+    doctor.add_argument("--steps", type=int, default=10, help="training steps to time; 0: none (default: %(default)s)")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    worker = commands.add_parser("train-worker", help="one multi-worker training process: TF_CONFIG from the "
+                                                      "environment, or a Kubernetes indexed Job's")
+    worker.add_argument("--trainer-args", type=Path, required=True, help="the trainer_args.pkl a Trainer wrote")
+    worker.add_argument("--task-index", type=int, help="shown in process lists; TF_CONFIG decides")
+    worker.add_argument("--summary", type=Path, help="write the training summary here (the chief)")
+    local = commands.add_parser("local-workers", help="train from a Trainer's trainer_args.pkl with N worker "
+                                                      "processes on loopback ports (multi_worker_mirrored)")
+    local.add_argument("--trainer-args", type=Path, required=True, help="the trainer_args.pkl a Trainer wrote")
+    local.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
     return parser
 
 
@@ -72,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     beam_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     try:
+        if args.command in ("doctor", "train-worker", "local-workers"):
+            return _beyond_one_process(args)
         if args.command == "demo-data":
             from tfx_pipeline.demo_data import write_demo_data
             for task, path in write_demo_data(args.out).items():
@@ -98,6 +118,28 @@ def _run(config: PipelineConfig, verbose: bool, config_path: Path) -> int:
     record = LocalDagRunner(local_cache=config.local_cache or None).run(create_pipeline(config),
                                   run_metadata={"config_path": str(config_path), "config": config.to_dict()})
     print(format_run(record))
+    return 0
+
+
+def _beyond_one_process(args: argparse.Namespace) -> int:
+    """`doctor`, `train-worker` and `local-workers`."""
+    import os
+    import pickle
+
+    from tfx_pipeline.model import multi_worker
+    if args.command == "train-worker":
+        multi_worker.run_worker(args.trainer_args, args.summary, os.environ)
+        return 0
+    if args.command == "local-workers":
+        trainer_args = pickle.loads(args.trainer_args.read_bytes())
+        print(json.dumps(multi_worker.LocalWorkers(trainer_args, args.workers, args.trainer_args.parent).run()))
+        return 0
+    from tfx_pipeline.config import BackboneConfig, DistributionConfig
+    from tfx_pipeline.model.doctor import diagnose, format_report
+    config = load_config(args) if args.config else None
+    report = diagnose(config.training.distribution if config else DistributionConfig(),
+                      config.model.backbone if config else BackboneConfig(), args.steps)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 

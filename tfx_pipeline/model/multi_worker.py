@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -143,7 +142,7 @@ class LocalWorkers:
     def _start(self, index: int, addresses: list[str], args_path: Path, summary_path: Path,
                attempt: int) -> WorkerProcess:
         log_path = self.work_dir / f"worker-{index}.attempt-{attempt}.log"
-        command = [sys.executable, "-m", "tfx_pipeline.model.multi_worker", "--trainer-args", str(args_path),
+        command = [sys.executable, "-m", "tfx_pipeline", "train-worker", "--trainer-args", str(args_path),
                    f"--task-index={index}"]
         if index == 0:
             command += ["--summary", str(summary_path)]
@@ -164,20 +163,3 @@ def run_worker(args_path: Path, summary_path: Path | None, environ: Mapping[str,
     if summary_path is not None:
         summary_path.write_text(json.dumps(summary))
     return summary
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfx_pipeline.model.multi_worker",
-                                     description="One multi-worker training process (TF_CONFIG from the environment).")
-    parser.add_argument("--trainer-args", type=Path, required=True, help=f"the Trainer's {ARGS_FILE}")
-    parser.add_argument("--task-index", type=int, help="shown in process lists; TF_CONFIG decides")
-    parser.add_argument("--summary", type=Path, help="write the training summary here (the chief)")
-    args = parser.parse_args(argv)
-    import tfx_pipeline  # noqa: F401  Environment defaults before TensorFlow loads.
-
-    run_worker(args.trainer_args, args.summary, os.environ)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
