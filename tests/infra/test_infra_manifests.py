@@ -8,7 +8,14 @@ import pytest
 import yaml
 from kubernetes_validate.utils import ValidationError
 
-from tests.infra.manifests import INFRA, documents, kubernetes_objects, pod_spec, validate, yaml_files
+from tests.infra.manifests import (
+    INFRA,
+    documents,
+    kubernetes_objects,
+    pod_spec,
+    validate,
+    yaml_files,
+)
 
 OBJECTS = dict(kubernetes_objects())
 WORKLOADS = {key: obj for key, obj in OBJECTS.items() if obj["kind"] in {"Deployment", "CronJob"}}
@@ -20,7 +27,8 @@ def test_infra_has_the_expected_objects():
             "Deployment/customer-service", "Service/customer-service", "Deployment/sentiment-monitor",
             "Service/sentiment-monitor", "CronJob/intent-nightly", "PersistentVolumeClaim/nlp-models",
             "Deployment/ranker", "Service/ranker", "PersistentVolumeClaim/ranker-index",
-            "Namespace/nlp-suite"} <= kinds
+            "Namespace/nlp-suite", "Deployment/dask-scheduler", "Service/dask-scheduler",
+            "Deployment/dask-worker", "Job/trainer", "Service/trainer"} <= kinds
 
 
 @pytest.mark.parametrize("path", yaml_files(), ids=lambda p: p.relative_to(INFRA).as_posix())
@@ -71,7 +79,8 @@ def test_cronjobs_never_overlap():
 
 
 def test_services_select_their_deployments():
-    deployments = {k.split("/")[-1]: o for k, o in OBJECTS.items() if o["kind"] == "Deployment"}
+    # A Service selects the pods of the Deployment (or Job: the trainer's headless Service) of its name.
+    deployments = {k.split("/")[-1]: o for k, o in OBJECTS.items() if o["kind"] in {"Deployment", "Job"}}
     for key, service in ((k, o) for k, o in OBJECTS.items() if o["kind"] == "Service"):
         name = service["metadata"]["name"]
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
