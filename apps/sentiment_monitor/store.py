@@ -420,10 +420,12 @@ class Store:
     # -- deliveries ---------------------------------------------------------------------
 
     def due_deliveries(self, sink: str, now: float, limit: int = 50) -> list[tuple[str, int]]:
-        """This sink's deliveries whose next attempt is due, longest waiting first:
-        ``(alert id, attempts so far)``; dead-lettered ones too (they are retried at the capped back-off)."""
-        return self._rows("SELECT alert_id, attempts FROM deliveries WHERE sink = ? AND status IN (?, ?) "
-                          "AND next_attempt_at <= ? ORDER BY next_attempt_at, alert_id LIMIT ?",
+        """This sink's deliveries whose next attempt is due, longest waiting first (new ones in the order
+        they were raised): ``(alert id, attempts so far)``; dead-lettered ones too (they are retried at the
+        capped back-off)."""
+        return self._rows("SELECT d.alert_id, d.attempts FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id "
+                          "WHERE d.sink = ? AND d.status IN (?, ?) AND d.next_attempt_at <= ? "
+                          "ORDER BY d.next_attempt_at, a.created_at, d.alert_id LIMIT ?",
                           (sink, RETRYING, DEAD_LETTERED, now, limit))
 
     def alert(self, alert_id: str) -> Alert:

@@ -135,6 +135,9 @@ def run_chaos(model_server, store_url: str, tmp_path: Path, count: int, seed: in
         assert set(received) == {a.alert_id for a in alerts}, "alerts raised = alerts delivered"
         assert sum(received.values()) - len(received) <= len(kill_points), "a repeat only where a kill fell"
     assert store.alert_dead_letters() == []
+    print(f"[counts] lines in {len(lines)} = items stored {len(scored)} + dead-lettered {len(dead)}; alerts raised "
+          f"{len(alerts)} = delivered {len(webhook)} (webhook, {sum(webhook.values())} requests) + 0 queued; "
+          f"killed after {kill_points} items")
     store.close()
 
 

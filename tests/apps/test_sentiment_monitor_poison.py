@@ -272,6 +272,8 @@ def test_webhook_down_past_its_retry_budget_is_dead_lettered_then_delivered(stor
     assert deliver_due(pipeline.store, pipeline.sink, pipeline.config.delivery, now=later) == len(raised) - 1
     assert pipeline.assert_alerts_accounted() == {"delivered": len(raised)}
     assert sorted(h["Idempotency-Key"] for h, _ in receiver.requests) == sorted(raised)
+    pipeline.lines_in = len(good_lines())
+    pipeline.assert_lines_accounted()
     pipeline.close()
 
 
