@@ -28,6 +28,7 @@ def test_every_trainer_pod_gets_its_own_worker_index_and_finds_the_others():
     job, service = trainer["Job/trainer"], trainer["Service/trainer"]
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed" and spec["parallelism"] == spec["completions"]  # All at once.
+    assert spec["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}  # The chief's success, as LocalWorkers.
     pod = pod_spec(job)
     assert pod["subdomain"] == service["metadata"]["name"] and service["spec"]["clusterIP"] == "None"
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}

@@ -8,9 +8,9 @@ machine `training.distribution.workers: N` makes the Trainer start N local
 worker processes on loopback ports (`LocalWorkers`).
 
 Worker 0 is the chief: it writes the model, the run log and the backup the
-Trainer reads. The others write theirs under `<backup_dir>/worker-<i>/`, as
-TensorFlow's multi-worker guide has non-chief workers save to their own
-place. When a worker dies the others cannot go on (every step all-reduces),
+Trainer reads, and its success is the run's. The others write theirs under
+`worker-<i>/` in the Trainer's execution directory, as TensorFlow's
+multi-worker guide has non-chief workers save to their own place. When a worker dies the others cannot go on (every step all-reduces),
 so the launcher stops them all and starts the set again; each worker resumes
 from its last epoch backup (keras.callbacks.BackupAndRestore), the same epoch
 on every worker since they back up in lockstep.
@@ -60,10 +60,11 @@ def tf_config_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def for_worker(args, index: int):
-    """The chief's arguments as given; another worker's outputs under `<backup_dir>/worker-<index>/`."""
+    """The chief's arguments as given; another worker's outputs in `worker-<index>/` beside the
+    chief's backup (not inside it: the chief deletes its backup when training ends)."""
     if index == 0:
         return args
-    own = args.backup_dir / f"worker-{index}"
+    own = args.backup_dir.parent / f"worker-{index}"
     return dataclasses.replace(args, serving_model_dir=own / "model", backup_dir=own / "backup",
                                model_run_dir=own / "model_run")
 
@@ -127,11 +128,13 @@ class LocalWorkers:
         processes = [self._start(index, addresses, args_path, summary_path, attempt) for index in range(self.workers)]
         try:
             while True:
+                # The chief's success is the run's: the others' copies are thrown away, and a worker
+                # still exporting may fail once the chief has exited.
+                if processes[0].process.poll() == 0:
+                    return None
                 failed = next((w for w in processes if w.process.poll() not in (None, 0)), None)
                 if failed is not None:
                     return failed
-                if all(w.process.poll() == 0 for w in processes):
-                    return None
                 time.sleep(_POLL_SECONDS)
         finally:
             for worker in processes:
