@@ -96,9 +96,11 @@ class HttpRejection(Exception):
         self.message = message
         self.close = close  # the connection cannot be reused (part of the request is unread)
         self.received = received  # the head of what arrived, for an endpoint that keeps refused input
+        self.reported = False  # the transport has told the endpoint's RefusalListener already
 
 
 LINGER_SECONDS = 2.0  # how long a refused client may go on sending before the connection is closed
+_REFUSED = "serving.http_server.refused"  # scope key: the transport refused this request mid-body
 RECEIVED_HEAD_BYTES = 4096  # how much of a refused request is kept for :attr:`HttpRejection.received`
 
 
@@ -140,6 +142,8 @@ async def read_body(request: Request, limits: HttpLimits) -> bytes:
                             f"{limits.body_timeout_seconds:g}s ({len(body)} bytes came)", close=True,
                             received=bytes(body[:RECEIVED_HEAD_BYTES])) from None
     except ClientDisconnect:
+        if (refused := request.scope.get(_REFUSED)) is not None:
+            raise refused from None  # already answered and reported by the transport
         raise HttpRejection(400, "client_disconnected", "the client went away while sending the body",
                             close=True, received=bytes(body[:RECEIVED_HEAD_BYTES])) from None
     except HttpRejection as rejection:
@@ -288,12 +292,14 @@ class _BoundedProtocol(HttpToolsProtocol):
             body,
         ]))
         self._linger()
-        if self.cycle is not None:
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
         if self.on_refused is not None:
             rejection.received = bytes(self._received)
+            rejection.reported = True
             self.loop.run_in_executor(None, self.on_refused, rejection)
+        if self.cycle is not None:  # the app waiting for this request's body learns it is gone
+            self.cycle.scope[_REFUSED] = rejection  # type: ignore[literal-required]
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
 
 
     def _linger(self) -> None:

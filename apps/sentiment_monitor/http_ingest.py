@@ -69,8 +69,8 @@ class HttpSource:
                 raise HttpRejection(400, "empty_body", "the body is empty; send one JSON object or JSON lines")
             accepted, rejected = await self._pool.run(self._accept_body, body)
         except HttpRejection as rejection:
-            if rejection.problem not in ("overloaded", "empty_body"):  # those the client can simply send again
-                await self._pool.run(self._refused, rejection)
+            if not rejection.reported and rejection.problem not in ("overloaded", "empty_body"):
+                await self._pool.run(self._refused, rejection)  # (those two the client can simply send again)
             return Response(json_error(rejection), rejection.status, {"Connection": "close"} if rejection.close
                             else {}, "application/json")
         return _json(200 if accepted or not rejected else 400, {"accepted": accepted, "rejected": rejected})
