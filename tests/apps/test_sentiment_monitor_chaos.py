@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 from collections import Counter
 from pathlib import Path
 
@@ -21,12 +20,13 @@ import pytest
 import yaml
 
 from apps.sentiment_monitor import cli
-from apps.sentiment_monitor.backtest import backtest
-from apps.sentiment_monitor.config import load_config
 from apps.sentiment_monitor.demo_stream import MALFORMED, Surge, demo_items
 from apps.sentiment_monitor.items import item_to_record
 from apps.sentiment_monitor.store import Store
-from tests.apps.test_sentiment_monitor_crash import start_monitor
+from tests.apps.test_sentiment_monitor_crash import (
+    MonitorProcess,
+    assert_replayed_and_delivered,
+)
 from tests.apps.test_sentiment_monitor_sinks import Receiver, wait_for
 
 START = 1_767_225_600.0
@@ -90,29 +90,26 @@ def run_chaos(model_server, store_url: str, tmp_path: Path, count: int, seed: in
         return counts.get("counted", 0) + counts.get("late", 0) + counts.get("dead", 0)
 
     kill_points = sorted(rng.sample(range(count // 10, count * 9 // 10), 3))
-    process = start_monitor(config_path, log)
     try:
-        for point in kill_points:
-            wait_for(lambda point=point: processed() >= point, timeout=300)
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
-            process = start_monitor(config_path, log)
-        wait_for(lambda: processed() == len(items), timeout=300)
-        wait_for(lambda: store.deliveries() and all(d["status"] == ("dead_lettered" if d["sink"] == "webhook"
-                                                                     else "delivered") for d in store.deliveries()),
-                 timeout=120)
-        alerts = store.alerts()
-        statuses = Counter((d["sink"], d["status"]) for d in store.deliveries())
-        assert statuses == {("webhook", "dead_lettered"): len(alerts), ("jsonl", "delivered"): len(alerts)}, \
-            "the webhook's whole queue is in the dead-letter queue; the other sink is not held up"
-        receiver.down = False  # Back: the queue is retried every max_backoff_seconds; `replay` sends it now.
-        assert cli.main(["replay", "--config", str(config_path), "--sink", "webhook"]) == 0
-        wait_for(lambda: all(d["status"] == "delivered" for d in store.deliveries()), timeout=120)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, log.read_text()[-3000:]
+        with MonitorProcess(config_path, log) as monitor:
+            monitor.start()
+            for point in kill_points:
+                wait_for(lambda point=point: processed() >= point, timeout=300)
+                monitor.kill()
+                monitor.start()
+            wait_for(lambda: processed() == len(items), timeout=300)
+            wait_for(lambda: store.deliveries() and all(
+                d["status"] == ("dead_lettered" if d["sink"] == "webhook" else "delivered")
+                for d in store.deliveries()), timeout=120)
+            alerts = store.alerts()
+            statuses = Counter((d["sink"], d["status"]) for d in store.deliveries())
+            assert statuses == {("webhook", "dead_lettered"): len(alerts), ("jsonl", "delivered"): len(alerts)}, \
+                "the webhook's whole queue is in the dead-letter queue; the other sink is not held up"
+            receiver.down = False  # Back: the queue is retried every max_backoff_seconds; `replay` sends it now.
+            assert cli.main(["replay", "--config", str(config_path), "--sink", "webhook"]) == 0
+            wait_for(lambda: all(d["status"] == "delivered" for d in store.deliveries()), timeout=120)
+            monitor.stop()
     finally:
-        if process.poll() is None:
-            process.kill()
         receiver.close()
 
     scored = store.scored_items()
@@ -125,15 +122,7 @@ def run_chaos(model_server, store_url: str, tmp_path: Path, count: int, seed: in
         assert reason in by_line[bad[name][:4096].decode("utf-8", "backslashreplace")[:60]]["reason"], name
     assert len(lines) == len(scored) + len(dead), "lines in = items stored + lines dead-lettered"
 
-    replay = backtest(load_config(config_path), news, tmp_path / "replay")
-    assert len(alerts) >= 3
-    assert sorted(a.alert_id for a in alerts) == sorted(a.alert_id for a in replay.alerts), \
-        "the alerts of the interrupted run are those of an uninterrupted one"
-    webhook = Counter(headers["Idempotency-Key"] for headers, _ in receiver.requests)
-    logged = Counter(json.loads(line)["alert_id"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines())
-    for received in (webhook, logged):
-        assert set(received) == {a.alert_id for a in alerts}, "alerts raised = alerts delivered"
-        assert sum(received.values()) - len(received) <= len(kill_points), "a repeat only where a kill fell"
+    webhook = assert_replayed_and_delivered(store, config_path, news, tmp_path, receiver, kills=len(kill_points))
     assert store.alert_dead_letters() == []
     print(f"[counts] lines in {len(lines)} = items stored {len(scored)} + dead-lettered {len(dead)}; alerts raised "
           f"{len(alerts)} = delivered {len(webhook)} (webhook, {sum(webhook.values())} requests) + 0 queued; "

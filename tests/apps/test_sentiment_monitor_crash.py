@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Self
 
 import yaml
 
@@ -26,10 +27,57 @@ from tests.conftest import REPO
 START = 1_767_225_600.0
 
 
-def start_monitor(config_path: Path, log: Path) -> subprocess.Popen:
-    with log.open("a") as handle:
-        return subprocess.Popen([sys.executable, "-m", "apps.sentiment_monitor", "run", "--config", str(config_path)],
-                                cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+def assert_replayed_and_delivered(store: Store, config_path: Path, news: Path, tmp_path: Path, receiver: Receiver, *,
+                                  kills: int) -> Counter:
+    """The alerts are those of an uninterrupted backtest of ``news``, and each reached the webhook and
+    ``alerts.jsonl`` at least once; a kill between a send and its recorded status can repeat that one
+    send (same idempotency key), so at most one repeat per kill and sink.  Returns the webhook's count
+    per alert id."""
+    replay = backtest(load_config(config_path), news, tmp_path / "replay")
+    alerts = store.alerts()
+    assert len(alerts) >= 3
+    assert sorted(a.alert_id for a in alerts) == sorted(a.alert_id for a in replay.alerts), \
+        "the alerts of the interrupted run are those of an uninterrupted one"
+    webhook = Counter(headers["Idempotency-Key"] for headers, _ in receiver.requests)
+    logged = Counter(json.loads(line)["alert_id"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines())
+    for received in (webhook, logged):
+        assert set(received) == {a.alert_id for a in alerts}, "alerts raised = alerts delivered"
+        assert sum(received.values()) - len(received) <= kills, "a repeat only where a kill fell"
+    return webhook
+
+
+class MonitorProcess:
+    """``python -m apps.sentiment_monitor run --config CONFIG`` as its own process, logging to ``log``:
+    started, killed (SIGKILL) and restarted, stopped (SIGTERM, exit status 0); killed on leaving a
+    ``with`` block if still running."""
+
+    def __init__(self, config_path: Path, log: Path) -> None:
+        self.config_path, self.log = config_path, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> MonitorProcess:
+        with self.log.open("a") as handle:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "apps.sentiment_monitor", "run", "--config", str(self.config_path)],
+                cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(60) == 0, self.log.read_text()[-3000:]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
 
 
 def test_killed_mid_stream_and_restarted_loses_nothing_and_sends_no_alert_twice(model_server, store_url, tmp_path):
@@ -57,28 +105,24 @@ def test_killed_mid_stream_and_restarted_loses_nothing_and_sends_no_alert_twice(
         return counts.get("counted", 0) + counts.get("late", 0)
 
     try:
-        process = start_monitor(config_path, log)
-        wait_for(lambda: processed() >= 120, timeout=300)
-        process.send_signal(signal.SIGKILL)
-        process.wait(30)
-        killed_at = [processed()]
-        with news.open("a") as handle:  # The feed goes on while the monitor is down.
-            handle.writelines(json.dumps(item_to_record(item)) + "\n" for item in items[half:])
+        with MonitorProcess(config_path, log) as monitor:
+            monitor.start()
+            wait_for(lambda: processed() >= 120, timeout=300)
+            monitor.kill()
+            killed_at = [processed()]
+            with news.open("a") as handle:  # The feed goes on while the monitor is down.
+                handle.writelines(json.dumps(item_to_record(item)) + "\n" for item in items[half:])
 
-        process = start_monitor(config_path, log)
-        wait_for(lambda: processed() >= killed_at[0] + 200, timeout=300)
-        process.send_signal(signal.SIGKILL)
-        process.wait(30)
-        killed_at.append(processed())
+            monitor.start()
+            wait_for(lambda: processed() >= killed_at[0] + 200, timeout=300)
+            monitor.kill()
+            killed_at.append(processed())
 
-        process = start_monitor(config_path, log)
-        wait_for(lambda: processed() == len(items), timeout=300)
-        wait_for(lambda: all(d["status"] == "delivered" for d in store.deliveries()), timeout=120)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, log.read_text()[-3000:]
+            monitor.start()
+            wait_for(lambda: processed() == len(items), timeout=300)
+            wait_for(lambda: all(d["status"] == "delivered" for d in store.deliveries()), timeout=120)
+            monitor.stop()
     finally:
-        if process.poll() is None:
-            process.kill()
         receiver.close()
     assert killed_at[0] < half and killed_at[1] < len(items), "both kills landed mid-stream"
 
@@ -86,18 +130,6 @@ def test_killed_mid_stream_and_restarted_loses_nothing_and_sends_no_alert_twice(
     assert sorted(i["id"] for i in scored) == sorted(i.id for i in items), "every item exactly once"
     assert store.item_counts() == {"counted": len(items) - 1, "late": 1}
 
-    replay = backtest(load_config(config_path), news, tmp_path / "replay")
-    alerts = store.alerts()
-    assert len(alerts) >= 3
-    assert sorted(a.alert_id for a in alerts) == sorted(a.alert_id for a in replay.alerts), \
-        "the alerts of the interrupted run are those of an uninterrupted one"
-
-    # At least once: every alert arrived; a kill between a send and its recorded status can repeat
-    # that one send (same idempotency key), so at most one repeat per kill and sink.
-    webhook = Counter(headers["Idempotency-Key"] for headers, _ in receiver.requests)
-    logged = Counter(json.loads(line)["alert_id"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines())
-    for received in (webhook, logged):
-        assert set(received) == {a.alert_id for a in alerts}
-        assert sum(received.values()) - len(received) <= 2
+    assert_replayed_and_delivered(store, config_path, news, tmp_path, receiver, kills=2)
     assert {d["status"] for d in store.deliveries()} == {"delivered"}
     store.close()
