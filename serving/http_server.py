@@ -219,6 +219,11 @@ class _BoundedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # asyncio turns Nagle's algorithm off only on sockets it created itself; with it on, a response
+        # written in two parts (headers, body) waits for the client's delayed ACK, ~40 ms on Linux.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._in_headers = False
         self._header_bytes = 0
         self._too_large = False

@@ -52,6 +52,7 @@ class ModelServer:
         self._manager: ModelManager | None = None
         self._grpc: grpc.Server | None = None
         self._rest: RestApi | None = None
+        self._rest_routes: RestRoutes | None = None
         self._grpc_port = 0
         self._stop_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -77,6 +78,11 @@ class ModelServer:
         return f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self._rest.port}"
 
     @property
+    def rest_routes(self) -> RestRoutes | None:
+        """The REST API over this server's models, for another HTTP front (the REST benchmark's)."""
+        return self._rest_routes
+
+    @property
     def models(self) -> ModelManager:
         """The model manager (status and reload, for tools and tests)."""
         if self._manager is None:
@@ -95,9 +101,9 @@ class ModelServer:
         core = ServingCore(self._manager, self._scheduler, max_tensor_bytes=endpoints.max_tensor_bytes)
         self._start_grpc(core)
         if endpoints.rest_port is not None:
-            routes = RestRoutes(core, self._gate, self.metrics, options.monitoring,
-                                timeout_seconds=endpoints.rest_timeout_seconds)
-            self._rest = RestApi(routes, bind_address=endpoints.bind_address, port=endpoints.rest_port,
+            self._rest_routes = RestRoutes(core, self._gate, self.metrics, options.monitoring,
+                                           timeout_seconds=endpoints.rest_timeout_seconds)
+            self._rest = RestApi(self._rest_routes, bind_address=endpoints.bind_address, port=endpoints.rest_port,
                                  limits=endpoints.rest)
             self._rest.start()
         return self

@@ -42,3 +42,21 @@ def test_benchmark_runs_paired_rounds_and_judges_the_targets(exports, tmp_path, 
                         typical_half_rate["throughput_per_s"] / unbatched_saturated, rel_tol=0.02)
     assert set(report["targets"]) == {"saturation_vs_in_process", "half_rate_p99_vs_single_p50", "memory_flat"}
     assert "round 2:" in capsys.readouterr().out
+
+
+def test_rest_benchmark_compares_the_http_fronts_side_by_side(exports, tmp_path, capsys):
+    """`python -m serving.rest_benchmark`, scaled down: the three fronts answer every request, the report
+    judges uvicorn against both old ones."""
+    from serving.rest_benchmark import FRONTS, RestBenchmarkConfig, print_report
+    from serving.rest_benchmark import run as run_rest
+
+    data = tmp_path / "texts.csv"
+    data.write_text("text,label\n" + "".join(f"where is my card {i},card_arrival\n" for i in range(20)))
+    report = run_rest(RestBenchmarkConfig(model_path=exports.intent_v1, data=data, clients=2, seconds=1.0,
+                                          warmup_seconds=0.3, rounds=1))
+    print_report(report)
+    (round_,) = report["rounds"]
+    for name in FRONTS:
+        assert round_[name]["requests"] > 0 and round_[name]["errors"] == 0, round_[name]
+    assert set(report["targets"]) == {"uvicorn_vs_stdlib", "uvicorn_vs_stdlib_nodelay"}
+    assert "uvicorn_vs_stdlib:" in capsys.readouterr().out
