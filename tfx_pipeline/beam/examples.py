@@ -7,7 +7,8 @@ An Examples artifact is a directory with one sub-directory per split,
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
 from tensorflow.core.example import example_pb2
@@ -18,7 +19,7 @@ from tfx_pipeline.config import SplitConfig
 SHARD_SUFFIX = ".tfrecord.gz"
 
 
-def encode_row(row: Mapping[str, Optional[str]]) -> bytes:
+def encode_row(row: Mapping[str, str | None]) -> bytes:
     """Every field is a bytes feature; a missing value is an absent feature."""
     example = example_pb2.Example()
     for name, value in row.items():
@@ -28,7 +29,7 @@ def encode_row(row: Mapping[str, Optional[str]]) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def decode_row(serialized: bytes) -> dict[str, Optional[str]]:
+def decode_row(serialized: bytes) -> dict[str, str | None]:
     example = example_pb2.Example.FromString(serialized)
     return {name: feature.bytes_list.value[0].decode("utf-8") if feature.bytes_list.value else None
             for name, feature in sorted(example.features.feature.items())}
@@ -43,7 +44,7 @@ def encode_int_lists(features: Mapping[str, Any]) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def split_of(row: Mapping[str, Optional[str]], split: SplitConfig) -> str:
+def split_of(row: Mapping[str, str | None], split: SplitConfig) -> str:
     """Hash of the text (or of the group column) picks the split, so a duplicated
     text, or a query's group of rows, never straddles train and eval."""
     if split.group_column:
@@ -85,7 +86,9 @@ class ReadSplit(beam.PTransform):
     def expand(self, pbegin):
         return (pbegin
                 | "ReadTFRecords" >> beam.io.ReadFromTFRecord(self.pattern)
-                | "DecodeExamples" >> beam.Map(decode_row))
+                | "DecodeExamples" >> beam.Map(decode_row)
+                # A gzipped shard is read by one worker; spread its rows before the heavy steps.
+                | "SpreadRows" >> beam.Reshuffle())
 
 
 def read_split_records(artifact_uri: str, split: str) -> list[bytes]:
@@ -95,6 +98,6 @@ def read_split_records(artifact_uri: str, split: str) -> list[bytes]:
     return list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
 
 
-def read_split_rows(artifact_uri: str, split: str) -> list[dict[str, Optional[str]]]:
+def read_split_rows(artifact_uri: str, split: str) -> list[dict[str, str | None]]:
     """All rows of one split, in this process (for small splits: eval, warm-up)."""
     return [decode_row(record) for record in read_split_records(artifact_uri, split)]
