@@ -104,7 +104,7 @@ class ScoringConfig:
     timeout_seconds: float = 10.0
     # While the server is unreachable items stay pending; retry after this (doubling up to the max).
     unavailable_backoff_seconds: float = 0.5
-    max_unavailable_backoff_seconds: float = 2.0  # also bounds how long after the server is back scoring resumes
+    max_unavailable_backoff_seconds: float = 1.0  # also bounds how long after the server is back scoring resumes
 
 
 @dataclass(frozen=True)
