@@ -154,11 +154,11 @@ def _leaf(value: Any, dtype: int) -> Any:
             raise errors.invalid_argument(
                 f"Cannot convert JSON value: {value} to {tensors.type_name(dtype)} without loss of precision."
             )
-        if isinstance(value, float) and math.isfinite(value) and dtype == types_pb2.DT_FLOAT:
-            if abs(value) > float(np.finfo(np.float32).max):
-                raise errors.invalid_argument(
-                    f"Cannot convert JSON value: {value} to float without loss of precision."
-                )
+        if (isinstance(value, float) and math.isfinite(value) and dtype == types_pb2.DT_FLOAT
+                and abs(value) > float(np.finfo(np.float32).max)):
+            raise errors.invalid_argument(
+                f"Cannot convert JSON value: {value} to float without loss of precision."
+            )
         return value
     if dtype in _INT_RANGES:
         low, high = _INT_RANGES[dtype]
@@ -169,7 +169,7 @@ def _leaf(value: Any, dtype: int) -> Any:
 
 
 def _dense_shape(value: Any) -> list[int]:
-    shape = []
+    shape: list[int] = []
     while isinstance(value, list):
         if len(shape) == MAX_RANK:
             raise errors.invalid_argument(f"JSON lists nested deeper than {MAX_RANK}: no tensor has that rank")
@@ -312,7 +312,7 @@ def _add_to_feature(value: Any, name: str, feature: feature_pb2.Feature) -> None
     kind = feature.WhichOneof("kind")
     if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_b64(value)):
         raise errors.invalid_argument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
-    if isinstance(value, bool) or (isinstance(value, int)):
+    if isinstance(value, (bool, int)):
         if kind not in (None, "int64_list"):
             raise _feature_kind_error(name, kind.removesuffix("_list"))
         if not isinstance(value, bool) and not -(2**63) <= value < 2**63:
@@ -475,7 +475,7 @@ def metadata_response(response: get_model_metadata_pb2.GetModelMetadataResponse)
     """``{"model_spec": ..., "metadata": {"signature_def": ...}}`` with proto field names."""
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_map)
-    options = dict(always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
+    options = {"always_print_fields_with_no_presence": True, "preserving_proto_field_name": True}
     document = {
         "model_spec": json_format.MessageToDict(response.model_spec, **options),
         "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)},

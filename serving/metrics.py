@@ -7,7 +7,14 @@ counts.  Exposed at the monitoring config's path on the REST port.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # The states of ``ModelVersionStatus.State`` a version can be in.
@@ -90,7 +97,7 @@ class ServerMetrics:
     def observe_request(
         self, *, model: str, version: str, signature: str, api: str, code: str, seconds: float
     ) -> None:
-        labels = dict(model=model, version=version, signature=signature, api=api, code=code)
+        labels = {"model": model, "version": version, "signature": signature, "api": api, "code": code}
         self.requests.labels(**labels).inc()
         self.request_latency.labels(**labels).observe(seconds)
 

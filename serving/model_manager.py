@@ -36,8 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
 from serving import errors
 from serving.config import ModelConfig
 from serving.errors import ServingError
@@ -259,19 +257,20 @@ class ModelManager:
                 model = self._models[name]
                 if any(record.state == VersionState.AVAILABLE for record in model.versions.values()):
                     continue
-                failed = sorted((r for r in model.versions.values() if r.failed), key=lambda r: r.number)
+                failed = sorted((r.number, r.error) for r in model.versions.values() if r.error is not None)
                 if not failed:
-                    log.warning("model %s: no complete versions found under %s", name, model.config.base_path)
+                    where = model.config.base_path if model.config is not None else "?"
+                    log.warning("model %s: no complete versions found under %s", name, where)
                     continue
-                details = "; ".join(f"version {r.number}: {r.error.message}" for r in failed)
-                raise ServingError(failed[-1].error.code, f"model {name}: no version became available ({details})")
+                details = "; ".join(f"version {number}: {error.message}" for number, error in failed)
+                raise ServingError(failed[-1][1].code, f"model {name}: no version became available ({details})")
 
     def _assign_labels(self, configs: dict[str, ModelConfig]) -> None:
         with self._cond:
             if not self._options.allow_version_labels_for_unavailable_models:
                 for name, config in configs.items():
                     model = self._models[name]
-                    for label, version in config.version_labels.items():
+                    for version in config.version_labels.values():
                         record = model.versions.get(version)
                         if record is None or record.state != VersionState.AVAILABLE:
                             raise errors.failed_precondition(
@@ -310,8 +309,8 @@ class ModelManager:
                       if seen.settled and not (n in model.versions and model.versions[n].failed)]
         model.aspired = model.config.policy.select(candidates) if model.config is not None else frozenset()
         for number in model.aspired:
-            record = model.versions.get(number)
-            if record is None or (record.state == VersionState.END and record.error is None):
+            known = model.versions.get(number)
+            if known is None or (known.state == VersionState.END and known.error is None):
                 self._schedule_load(model, number, model.on_disk[number])  # new, or retired and wanted again
         self._retire_unwanted(model)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
+from typing import Self
 
 import grpc
 
@@ -89,7 +90,7 @@ class ModelServer:
             raise RuntimeError("server not started")
         return self._manager
 
-    def start(self) -> ModelServer:
+    def start(self) -> Self:
         """Loads the models, then opens the gRPC (and REST) ports."""
         options = self.options
         prepare_tensorflow(options.runtime)
@@ -163,7 +164,7 @@ class ModelServer:
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 
-    def __enter__(self) -> ModelServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

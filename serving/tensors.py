@@ -129,9 +129,10 @@ def to_ndarray(proto: tensor_pb2.TensorProto, max_bytes: int | None = None) -> n
     if any(size < 0 for size in shape):
         raise TensorConversionError(f"tensor shape {list(shape)} has a negative dimension")
     count = math.prod(shape)  # Python integers: no overflow, however large the dimensions
-    np_dtype, field_name = _CODECS.get(proto.dtype, (None, None))
-    if field_name is None:
+    codec = _CODECS.get(proto.dtype)
+    if codec is None:
         raise TensorConversionError(f"unsupported tensor dtype {types_pb2.DataType.Name(proto.dtype)}")
+    np_dtype, field_name = codec
     if max_bytes is not None and count * np_dtype.itemsize > max_bytes:
         raise TensorConversionError(
             f"tensor of shape {list(shape)} ({count} {type_name(proto.dtype)} values) would take "

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 LONE_SURROGATE = '"broken \\udc80 text"'  # JSON text: decodes to a str no UTF-8 encoder accepts
@@ -28,7 +29,7 @@ class Answer:
     headers: http.client.HTTPMessage
     body: bytes
 
-    def json(self) -> object:
+    def json(self) -> Any:
         return json.loads(self.body)
 
     def leaks_internals(self) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from pathlib import Path
+from typing import ClassVar
 
 from apps.customer_service.config import HttpConfig
 from apps.customer_service.errors import InvalidMessage, ModelUnavailable
@@ -81,7 +82,7 @@ class _Handler(JsonHandler):
         suggestions = self.service.reply_many(messages)
         return HTTPStatus.OK, {"results": [s.to_dict() for s in suggestions]}
 
-    post_routes = {"/v1/reply": _reply, "/v1/replies": _replies}
+    post_routes: ClassVar[dict] = {"/v1/reply": _reply, "/v1/replies": _replies}
 
     @staticmethod
     def _file(path: Path) -> Reply:

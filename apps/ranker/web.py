@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import ClassVar
 
 from apps.http_json import JsonHandler, JsonHttpServer
 from apps.ranker.config import HttpConfig
@@ -46,7 +47,7 @@ class _Handler(JsonHandler):
     def _rank(self, body: object) -> tuple[int, dict]:
         return HTTPStatus.OK, self.app.rank(RankRequest.parse(body)).to_dict()
 
-    post_routes = {"/v1/rank": _rank}
+    post_routes: ClassVar[dict] = {"/v1/rank": _rank}
 
 
 class RankHttpServer(JsonHttpServer):
