@@ -117,7 +117,8 @@ class ModelConfig:
     # `text_embedding`: a bi-encoder mapping each text to an L2-normalised vector.
     task: Literal["text_classification", "text_pair_classification", "text_pair_ranking",
                   "text_embedding"] = "text_classification"
-    pooling: Literal["mean", "cls"] = "mean"
+    # `mean_cls`: the mean of the token vectors and BERT's pooled [CLS], concatenated.
+    pooling: Literal["mean", "cls", "mean_cls"] = "mean"
     dropout: float = 0.1
 
 
@@ -139,16 +140,44 @@ class DistributionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EnsembleConfig:
+    """K models trained with seeds `seed`, `seed + 1`, ...; `average` exports
+    their mean probabilities (K times the serving cost), `distill` trains one
+    more model of the same size on the members' soft targets and exports it."""
+
+    members: int = 1  # 1: no ensemble.
+    mode: Literal["average", "distill"] = "average"
+    # Distillation target: this share of the members' mean probabilities, the rest the label.
+    soft_target_weight: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 3
     batch_size: int = 32  # Per replica; the global batch scales with replicas.
     learning_rate: float = 5e-5
+    # The freshly initialised head learns at `learning_rate` times this.
+    head_learning_rate_multiplier: float = 1.0
+    # Layer-wise learning-rate decay: the top encoder layer learns at `learning_rate`,
+    # each layer below at `layer_decay` times the one above, the embeddings last. 1: off.
+    layer_decay: float = 1.0
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
+    label_smoothing: float = 0.0
+    # `balanced`: each class weighs in inversely to its share of the training split.
+    class_weighting: Literal["none", "balanced"] = "none"
+    # Exponential moving average of the weights (0: off): validated each epoch and exported.
+    ema_momentum: float = 0.0
+    early_stopping_monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     early_stopping_patience: int = 2
     jit_compile: bool = False
+    # `auto`: on a CPU-only machine a short benchmark at run time picks XLA on or off and,
+    # where the CPU does bfloat16, mixed_bfloat16 or float32 (remembered per machine).
+    # `off`: `jit_compile` and `distribution.precision` as configured.
+    cpu_tuning: Literal["auto", "off"] = "off"
     seed: int = 42
     distribution: DistributionConfig = DistributionConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +207,34 @@ class PushConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SearchParameter:
+    """One dimension of a hyperparameter search: a range, or choices."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False  # Sample the range on a log scale (learning rates).
+    integer: bool = False
+    choices: tuple[Any, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningConfig:
+    """`suite-pipeline tune`: trials are pipeline runs with these keys overridden.
+
+    `search_space` maps a dotted configuration key (`training.learning_rate`)
+    to its `SearchParameter`. The objective is the Evaluator's metric named by
+    `metric` (default: the blessing metric), maximised.
+    """
+
+    search_space: Mapping[str, SearchParameter] = dataclasses.field(default_factory=dict)
+    trials: int = 10
+    metric: Optional[str] = None
+    seed: int = 0
+    # Stop starting trials after this long; 0: no limit.
+    time_budget_minutes: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     name: str
     data: DataConfig
@@ -192,6 +249,7 @@ class PipelineConfig:
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     push: PushConfig = PushConfig()
+    tuning: TuningConfig = TuningConfig()
     # Apache Beam pipeline options, e.g. ["--runner=DataflowRunner", "--project=p"].
     beam_args: tuple[str, ...] = ("--runner=FnApiRunner",)
 
@@ -232,7 +290,7 @@ class PipelineConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         for dotted, value in overrides.items():
-            _set_dotted(data, dotted, value)
+            set_dotted(data, dotted, value)
         return cls.from_dict(expand_env(data), source=str(path))
 
     def replace(self, **changes: Any) -> "PipelineConfig":
@@ -278,7 +336,7 @@ def expand_env(value: Any) -> Any:
     return value
 
 
-def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = data
     for key in parents:

@@ -51,7 +51,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
     transform = Transform(example_validator.outputs["examples"], schema_gen.outputs["schema"], config.model, splits,
                           config.split.group_column)
     trainer = Trainer(transform.outputs["transformed_examples"], transform.outputs["transform_graph"],
-                      config.model, config.training)
+                      config.model, config.training, state_dir=state)
     evaluator = Evaluator(trainer.outputs["model"], example_validator.outputs["examples"], config.evaluation,
                           config.push.model_base_path, config.model_name)
     pusher = Pusher(trainer.outputs["model"], evaluator.outputs["blessing"], example_validator.outputs["examples"],

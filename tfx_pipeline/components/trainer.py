@@ -22,9 +22,11 @@ class Trainer(Component):
     LOCAL_FILES = True  # Keras checkpoints and export write local files.
 
     def __init__(self, transformed_examples: Channel, transform_graph: Channel,
-                 model: ModelConfig, training: TrainingConfig):
+                 model: ModelConfig, training: TrainingConfig, state_dir: str | None = None):
         super().__init__({"transformed_examples": transformed_examples, "transform_graph": transform_graph})
         self.model, self.training = model, training
+        # The CPU benchmark's decision is machine state, not part of the model: outside the fingerprint.
+        self.cpu_tuning_cache = storage.join(state_dir, "cpu_tuning.json") if state_dir else None
 
     def fingerprint_data(self):
         return [dataclasses.asdict(self.model), dataclasses.asdict(self.training)]
@@ -43,6 +45,7 @@ class Trainer(Component):
             model_run_dir=Path(ctx.output_dirs["model_run"]),
             model=self.model,
             training=self.training,
+            cpu_tuning_cache=self.cpu_tuning_cache,
         )
         workers = self.training.distribution.workers
         summary = (LocalWorkers(args, workers, Path(ctx.execution_dir) / "multi_worker").run() if workers

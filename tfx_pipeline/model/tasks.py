@@ -50,18 +50,43 @@ def build_text_classifier(
     return keras.Model(inputs, logits, name="text_classifier")
 
 
+class EnsembleAverage(keras.layers.Layer):
+    """The log of the members' mean probability: a softmax over it is exactly that mean."""
+
+    def __init__(self, members: list[keras.Model], **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.members = members
+
+    def call(self, inputs):
+        probabilities = [keras.ops.softmax(keras.ops.cast(member(inputs), "float32"), axis=-1)
+                         for member in self.members]
+        mean = keras.ops.mean(keras.ops.stack(probabilities), axis=0)
+        return keras.ops.log(keras.ops.maximum(mean, 1e-12))
+
+
+def build_ensemble_average(members: list[keras.Model]) -> keras.Model:
+    """Classifiers of the same classes -> one whose softmax is their mean
+    probability, so the export (which applies the softmax) serves the mean."""
+    inputs = feature_inputs()
+    return keras.Model(inputs, EnsembleAverage(members, name="ensemble_average")(inputs), name="ensemble")
+
+
 def pool(backbone: keras_hub.models.BertBackbone, inputs: dict, pooling: str) -> keras.KerasTensor:
-    """One vector per sequence: the mean of the token vectors, or BERT's pooled [CLS]."""
+    """One vector per sequence: the mean of the token vectors (`mean`), BERT's
+    pooled [CLS] (`cls`), or both concatenated (`mean_cls`)."""
+    if pooling not in ("mean", "cls", "mean_cls"):
+        raise ValueError(f"pooling must be 'mean', 'cls' or 'mean_cls', got {pooling!r}")
     encoded = backbone(inputs)
+    if pooling == "cls":
+        return encoded["pooled_output"]
+    mean = keras.layers.GlobalAveragePooling1D(name="mean_pooling")(
+        encoded["sequence_output"], mask=inputs["padding_mask"])
     if pooling == "mean":
         # BERT's pooler is unused here; freezing it keeps the optimizer from
         # warning about variables without gradients.
         backbone.get_layer("pooled_dense").trainable = False
-        return keras.layers.GlobalAveragePooling1D(name="mean_pooling")(
-            encoded["sequence_output"], mask=inputs["padding_mask"])
-    if pooling == "cls":
-        return encoded["pooled_output"]
-    raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        return mean
+    return keras.layers.Concatenate(name="mean_cls_pooling")([mean, encoded["pooled_output"]])
 
 
 def build_text_embedder(backbone: keras_hub.models.BertBackbone, pooling: str = "mean") -> keras.Model:

@@ -7,6 +7,7 @@ little compute on padding and sees a handful of shapes.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tfx_pipeline.model.preprocessing import PAD_MULTIPLE
@@ -24,21 +25,76 @@ def make_dataset(
     sequence_length: int,
     shuffle: bool,
     seed: int = 0,
+    *,
+    num_classes: int | None = None,
+    soft_targets: np.ndarray | None = None,
+    soft_target_weight: float = 0.0,
+    class_weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Yields (features, label_id) batches of `batch_size` examples."""
+    """Yields (features, label_id) batches of `batch_size` examples.
+
+    With `num_classes`, the target is a [B, C] distribution instead: the
+    one-hot label, mixed with `soft_targets` (one row per example, in file
+    order: the ensemble's probabilities) at `soft_target_weight`. With
+    `class_weights` ([C]), each example also carries the weight of its class.
+    """
     files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    # The file-order index, before shuffling, finds each example's soft target.
+    dataset = dataset.enumerate()
     if shuffle:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda index, record: (index, *_parse(record)), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(_target_distribution(num_classes, soft_targets, soft_target_weight)
+                          if num_classes is not None else lambda index, features, label: (index, features, label, label))
+    if class_weights is not None:
+        weights = tf.constant(class_weights, tf.float32)
+        dataset = dataset.map(lambda index, features, target, label: (
+            index, features, target, label, tf.gather(weights, label)))
+    # Drop the index and the label id (kept only for the weights).
+    dataset = dataset.map(lambda index, features, target, label, *weight: (features, target, *weight))
     boundaries = list(range(PAD_MULTIPLE + 1, sequence_length + 1, PAD_MULTIPLE))
     dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda features, label: tf.shape(features["token_ids"])[0],
+        element_length_func=lambda features, *rest: tf.shape(features["token_ids"])[0],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padding_values=({"token_ids": 0, "segment_ids": 0, "padding_mask": 0}, None),
+        padding_values=({"token_ids": 0, "segment_ids": 0, "padding_mask": 0},
+                        *[None] * (1 + (class_weights is not None))),
     )
     return dataset.map(_pad_to_multiple).prefetch(tf.data.AUTOTUNE)
+
+
+def _target_distribution(num_classes: int, soft_targets: np.ndarray | None, soft_target_weight: float):
+    soft = None if soft_targets is None else tf.constant(soft_targets, tf.float32)
+
+    def target(index, features, label):
+        one_hot = tf.one_hot(label, num_classes, dtype=tf.float32)
+        if soft is not None:
+            one_hot = soft_target_weight * tf.gather(soft, index) + (1.0 - soft_target_weight) * one_hot
+        return index, features, one_hot, label
+
+    return target
+
+
+def make_ordered_batches(file_pattern: str, batch_size: int) -> tf.data.Dataset:
+    """The features of every example in file order (the order `make_dataset`
+    indexes soft targets by), in padded batches, without labels."""
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
+    return (tf.data.TFRecordDataset(files, compression_type="GZIP")
+            .map(lambda record: _parse(record)[0], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .padded_batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def label_counts(file_pattern: str, num_classes: int) -> np.ndarray:
+    """How many examples of each label id the files hold."""
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
+    labels = tf.data.TFRecordDataset(files, compression_type="GZIP").map(
+        lambda record: tf.io.parse_single_example(record, {"label_id": TRANSFORMED_FEATURES["label_id"]})["label_id"])
+    counts = np.zeros(num_classes, np.int64)
+    for batch in labels.batch(4096).as_numpy_iterator():
+        counts += np.bincount(batch, minlength=num_classes)[:num_classes]
+    return counts
 
 
 def _parse(record: tf.Tensor):
@@ -52,11 +108,11 @@ def _parse(record: tf.Tensor):
     return features, parsed["label_id"]
 
 
-def _pad_to_multiple(features, label):
+def _pad_to_multiple(features, *targets):
     width = tf.shape(features["token_ids"])[1]
     extra = (PAD_MULTIPLE - width % PAD_MULTIPLE) % PAD_MULTIPLE
     padded = {name: tf.pad(value, [[0, 0], [0, extra]]) for name, value in features.items()}
-    return padded, label
+    return (padded, *targets)
 
 
 TRIPLE_FEATURES = {name: tf.io.VarLenFeature(tf.int64) for name in ("token_ids", "positive_ids", "negative_ids")}
