@@ -39,7 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.benchmark import DEFAULT_DATA, INFRA_BATCHING, REPO, LoadResult, _base_path_for, closed_loop, read_texts
+from serving.benchmark import (
+    DEFAULT_DATA,
+    INFRA_BATCHING,
+    REPO,
+    _base_path_for,
+    closed_loop,
+    read_texts,
+)
 
 FRONTS = ("uvicorn", "stdlib", "stdlib_nodelay")
 _PORTS_LINE = "rest-benchmark ports: "
@@ -66,10 +73,10 @@ class _LegacyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _LegacyServer
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
     def _handle(self, method: str) -> None:
@@ -81,7 +88,7 @@ class _LegacyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply.body)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args) -> None:
         pass
 
 
