@@ -1,8 +1,9 @@
 """Pipeline benchmarks that print numbers (not part of the tests).
 
-    python -m tfx_pipeline.benchmarks beam            # preprocessing rows/s, 1 vs 2 workers
+    python -m tfx_pipeline.benchmarks beam            # preprocessing rows/s, 1 vs 2 workers (FnApiRunner, Dask)
     python -m tfx_pipeline.benchmarks trainer         # training examples/s: default vs XLA, oneDNN off vs on
     python -m tfx_pipeline.benchmarks distribution    # training examples/s: one device vs 2 mirrored CPU replicas
+    python -m tfx_pipeline.benchmarks multi-worker    # tiny-BERT training: one process vs 2 worker processes
     python -m tfx_pipeline.benchmarks memory          # peak RSS of a whole pipeline run on Banking77
     python -m tfx_pipeline.benchmarks full-training   # Banking77 and Financial PhraseBank: accuracy, F1, time
     python -m tfx_pipeline.benchmarks all
@@ -22,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import tfx_pipeline  # noqa: F401  Environment defaults before TensorFlow loads.
 from tfx_pipeline.config import PipelineConfig
@@ -39,31 +41,64 @@ def banking77_config(work: Path, **overrides) -> PipelineConfig:
         "pipeline_root": str(work / "pipeline"), "push.model_base_path": str(work / "models"), **overrides})
 
 
-def benchmark_beam(work: Path) -> dict:
-    """ExampleGen → Transform on Banking77 with one and with two worker processes."""
-    from tfx_pipeline.beam.examples import read_split_records
+def scaled_banking77(work: Path, scale: int) -> Path:
+    """Banking77's training rows `scale` times, one CSV file per copy (files spread over workers)."""
+    source = Path(banking77_config(work).data.path)
+    directory = work / f"banking77_x{scale}"
+    directory.mkdir(parents=True, exist_ok=True)
+    for copy in range(scale):
+        (directory / f"part-{copy:03d}.csv").write_bytes(source.read_bytes())
+    return directory
+
+
+def _data_components_run(work: Path, data_glob: str, beam_args: Sequence[str]) -> dict:
+    """ExampleGen → Transform on `data_glob`; rows/s and each component's seconds."""
     from tfx_pipeline.dsl import Pipeline
     from tfx_pipeline.pipeline import create_pipeline
     from tfx_pipeline.runner import LocalDagRunner
 
-    results, examples = {}, {}
-    for name, beam_args in (("1 worker", ("--runner=FnApiRunner",)), ("2 workers", TWO_WORKERS)):
-        config = banking77_config(work / name.replace(" ", "_")).replace(beam_args=beam_args)
-        full = create_pipeline(config)
-        data_only = Pipeline(full.name, full.root, [c for c in full.components if c.id in DATA_COMPONENTS],
-                             beam_args)
-        started = time.perf_counter()
-        record = LocalDagRunner().run(data_only)
-        seconds = time.perf_counter() - started
-        gen = next(c for c in record["components"] if c["id"] == "ExampleGen")["artifacts"]["examples"]
-        rows = gen["properties"]["rows_read"]
-        results[name] = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds, 1),
-                         "per_component_s": {c["id"]: c["duration_s"] for c in record["components"]}}
-        transformed = next(c for c in record["components"] if c["id"] == "Transform")
-        uri = transformed["artifacts"]["transformed_examples"]["uri"]
-        examples[name] = {split: sorted(read_split_records(uri, split)) for split in ("train", "eval")}
-    results["identical_examples"] = examples["1 worker"] == examples["2 workers"]
-    results["ratio_2_vs_1"] = round(results["2 workers"]["rows_per_second"] / results["1 worker"]["rows_per_second"], 2)
+    config = banking77_config(work, **{"data.path": data_glob}).replace(beam_args=tuple(beam_args))
+    full = create_pipeline(config)
+    data_only = Pipeline(full.name, full.root, [c for c in full.components if c.id in DATA_COMPONENTS],
+                         tuple(beam_args))
+    started = time.perf_counter()
+    record = LocalDagRunner().run(data_only)
+    seconds = time.perf_counter() - started
+    components = {c["id"]: c for c in record["components"]}
+    rows = components["ExampleGen"]["artifacts"]["examples"]["properties"]["rows_read"]
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds, 1),
+            "per_component_s": {name: c["duration_s"] for name, c in components.items()},
+            "transformed": components["Transform"]["artifacts"]["transformed_examples"]["uri"]}
+
+
+def benchmark_beam(work: Path, scale: int = 20, runners: Sequence[str] = ("fn_api", "dask")) -> dict:
+    """ExampleGen → Transform on Banking77 x `scale`, with 1 and with 2 workers per runner:
+    FnApiRunner (in-process vs 2 worker processes) and Dask (a local cluster of 1 vs 2
+    single-threaded worker processes, started before the clock)."""
+    from tfx_pipeline.beam.examples import read_split_records
+
+    data_glob = str(scaled_banking77(work, scale) / "part-*.csv")
+    results: dict = {"scale": scale}
+    examples = {}
+    for runner in runners:
+        for workers in (1, 2):
+            name = f"{runner}, {workers} worker{'s' if workers > 1 else ''}"
+            run_dir = work / f"{runner}_{workers}"
+            if runner == "fn_api":
+                beam_args = ["--runner=FnApiRunner"] + ([] if workers == 1 else list(TWO_WORKERS[1:]))
+                results[name] = _data_components_run(run_dir, data_glob, beam_args)
+            else:
+                from distributed import LocalCluster
+                with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+                    results[name] = _data_components_run(
+                        run_dir, data_glob, ["--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}"])
+            uri = results[name].pop("transformed")
+            examples[name] = {split: sorted(read_split_records(uri, split)) for split in ("train", "eval")}
+        one, two = results[f"{runner}, 1 worker"], results[f"{runner}, 2 workers"]
+        results[f"{runner}: 2 vs 1 worker"] = round(two["rows_per_second"] / one["rows_per_second"], 2)
+    first = next(iter(examples.values()))
+    results["identical_examples"] = all(e == first for e in examples.values())
     return results
 
 
@@ -115,7 +150,7 @@ def _trainer_worker(steps: int) -> dict:
     import tensorflow as tf
 
     preprocessor, batches = _training_batches(steps)
-    result = {"sequence_length": 64, "batch_shapes": sorted({int(b["token_ids"].shape[1]) for b in batches})}
+    result: dict[str, Any] = {"sequence_length": 64, "batch_shapes": sorted({int(b["token_ids"].shape[1]) for b in batches})}
     for mode, jit in (("default", False), ("xla", True)):
         result[mode] = _examples_per_second(tf.distribute.get_strategy(), batches, preprocessor.vocabulary_size, jit)
     result["xla_vs_default"] = round(result["xla"] / result["default"], 2)
@@ -152,6 +187,36 @@ def benchmark_trainer(steps: int = 12) -> dict:
     return results
 
 
+def benchmark_multi_worker(work: Path, epochs: int = 4) -> dict:
+    """The demo intent pipeline with a tiny BERT: one process (global batch 32) against
+    multi_worker_mirrored over 2 local worker processes (16 each), same data; examples/s
+    from the Trainer's summary (training only) and the Trainer's wall time (with worker start-up)."""
+    from tfx_pipeline.demo_data import write_demo_data
+
+    data = write_demo_data(work / "demo_data")["intent"]
+    tiny = '{"num_layers": 2, "num_heads": 2, "hidden_dim": 64, "intermediate_dim": 128}'
+    common = [f"pipeline_root={work / 'root'}", f"push.model_base_path={work / 'models'}", f"data.path={data}",
+              f"model.backbone.architecture={tiny}", "model.sequence_length=32", f"training.epochs={epochs}",
+              "training.learning_rate=0.001", "training.early_stopping_patience=100"]
+    results = {}
+    for name, overrides in (("one process", ["training.batch_size=32"]),
+                            ("2 workers", ["training.batch_size=16", "training.distribution.strategy=multi_worker_mirrored",
+                                           "training.distribution.workers=2"])):
+        command = [sys.executable, "-m", "tfx_pipeline", "run", "--config", str(CONFIGS / "demo_intent.yaml")]
+        for override in common + overrides:
+            command += ["--set", override]
+        subprocess.run(command, check=True, capture_output=True)
+        record = json.loads(max((work / "root" / "runs").glob("*.json")).read_text())
+        trainer = next(c for c in record["components"] if c["id"] == "Trainer")
+        summary = trainer["artifacts"]["model_run"]["properties"]
+        results[name] = {"train_examples_per_second": summary["train_examples_per_second"],
+                         "train_seconds": summary["train_seconds"], "trainer_wall_s": trainer["duration_s"],
+                         "replicas": summary["replicas"], "loss": [round(x, 4) for x in summary["history"]["loss"]]}
+    results["2 workers vs one process"] = round(results["2 workers"]["train_examples_per_second"]
+                                                / results["one process"]["train_examples_per_second"], 2)
+    return results
+
+
 def benchmark_memory(work: Path, epochs: int = 1) -> dict:
     """Peak resident memory of a full pipeline run on Banking77 (largest process)."""
     started = time.perf_counter()
@@ -184,20 +249,24 @@ def benchmark_full_training(work: Path) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfx_pipeline.benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["beam", "trainer", "distribution", "memory", "full-training", "all",
+    parser.add_argument("benchmark", choices=["beam", "trainer", "distribution", "multi-worker", "memory",
+                                              "full-training", "all",
                                               "_trainer-worker", "_distribution-worker"])
     parser.add_argument("--work-dir", type=Path, help="scratch directory (default: a new temporary one)")
     parser.add_argument("--steps", type=int, default=12, help="training steps per trainer measurement")
+    parser.add_argument("--scale", type=int, default=20, help="beam: copies of Banking77's training rows")
+    parser.add_argument("--runners", default="fn_api,dask", help="beam: runners to compare (fn_api, dask)")
     args = parser.parse_args(argv)
     workers = {"_trainer-worker": _trainer_worker, "_distribution-worker": _distribution_worker}
     if args.benchmark in workers:
         print(json.dumps(workers[args.benchmark](args.steps)))
         return 0
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="suite-bench-"))
-    chosen = (["beam", "trainer", "distribution", "memory", "full-training"] if args.benchmark == "all"
+    chosen = (["beam", "trainer", "distribution", "multi-worker", "memory", "full-training"] if args.benchmark == "all"
               else [args.benchmark])
-    runners = {"beam": lambda: benchmark_beam(work / "beam"), "trainer": lambda: benchmark_trainer(args.steps),
+    runners = {"beam": lambda: benchmark_beam(work / "beam", args.scale, args.runners.split(",")), "trainer": lambda: benchmark_trainer(args.steps),
                "distribution": lambda: _run_worker("_distribution-worker", args.steps),
+               "multi-worker": lambda: benchmark_multi_worker(work / "multi_worker"),
                "memory": lambda: benchmark_memory(work), "full-training": lambda: benchmark_full_training(work)}
     for name in chosen:
         print(f"== {name}", flush=True)

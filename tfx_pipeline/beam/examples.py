@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import apache_beam as beam
-from tensorflow.core.example import example_pb2
+from apache_beam.metrics import Metrics
 
 from tfx_pipeline import storage
+from tfx_pipeline.beam import example_proto
 from tfx_pipeline.config import SplitConfig
 
 SHARD_SUFFIX = ".tfrecord.gz"
@@ -21,7 +22,7 @@ SHARD_SUFFIX = ".tfrecord.gz"
 
 def encode_row(row: Mapping[str, str | None]) -> bytes:
     """Every field is a bytes feature; a missing value is an absent feature."""
-    example = example_pb2.Example()
+    example = example_proto.Example()
     for name, value in row.items():
         if value is not None:
             example.features.feature[name].bytes_list.value.append(value.encode("utf-8"))
@@ -30,18 +31,24 @@ def encode_row(row: Mapping[str, str | None]) -> bytes:
 
 
 def decode_row(serialized: bytes) -> dict[str, str | None]:
-    example = example_pb2.Example.FromString(serialized)
+    example = example_proto.Example.FromString(serialized)
     return {name: feature.bytes_list.value[0].decode("utf-8") if feature.bytes_list.value else None
             for name, feature in sorted(example.features.feature.items())}
 
 
 def encode_int_lists(features: Mapping[str, Any]) -> bytes:
     """Transformed features: lists of ints (token ids) or single ints (label id)."""
-    example = example_pb2.Example()
+    example = example_proto.Example()
     for name, value in features.items():
         values = value if isinstance(value, (list, tuple)) else [value]
         example.features.feature[name].int64_list.value.extend(int(v) for v in values)
     return example.SerializeToString(deterministic=True)
+
+
+def counted(row: Any, namespace: str, counter_name: str) -> Any:
+    """The row unchanged, counted in a Beam counter (`beam.Map(counted, "ExampleGen", "split:train")`)."""
+    Metrics.counter(namespace, counter_name).inc()
+    return row
 
 
 def split_of(row: Mapping[str, str | None], split: SplitConfig) -> str:

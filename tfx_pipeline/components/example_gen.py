@@ -5,13 +5,24 @@ from __future__ import annotations
 import dataclasses
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from tfx_pipeline import storage
-from tfx_pipeline.beam.examples import WriteSplit, encode_row, split_names, split_of
+from tfx_pipeline.beam.examples import (
+    WriteSplit,
+    counted,
+    encode_row,
+    split_names,
+    split_of,
+)
 from tfx_pipeline.beam.pipeline_options import counted_pipeline
 from tfx_pipeline.beam.quarantine import WriteQuarantine, quarantined_counts
-from tfx_pipeline.beam.rows import ColumnMapping, ReadRows, check_header, file_format, matched_files
+from tfx_pipeline.beam.rows import (
+    ColumnMapping,
+    ReadRows,
+    check_header,
+    file_format,
+    matched_files,
+)
 from tfx_pipeline.config import ConfigError, DataConfig, SplitConfig
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 
@@ -62,7 +73,7 @@ class ExampleGen(Component):
                 lambda row, _n: splits.index(split_of(row, self.split)), len(splits))
             for split, partition in zip(splits, partitions):
                 _ = (partition
-                     | f"Count[{split}]" >> beam.Map(_count, f"split:{split}")
+                     | f"Count[{split}]" >> beam.Map(counted, "ExampleGen", f"split:{split}")
                      | f"Encode[{split}]" >> beam.Map(encode_row)
                      | f"Write[{split}]" >> WriteSplit(examples_dir, split))
         counters = run.counters
@@ -76,8 +87,3 @@ class ExampleGen(Component):
             "quarantined": quarantined_counts(counters),
             "quarantine_dir": storage.join(examples_dir, QUARANTINE_DIR),
         }}
-
-
-def _count(row, counter_name: str):
-    Metrics.counter("ExampleGen", counter_name).inc()
-    return row

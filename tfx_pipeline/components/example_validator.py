@@ -11,52 +11,24 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
 
 from tfx_pipeline import storage
-from tfx_pipeline.beam.examples import ReadSplit, WriteSplit, encode_row
+from tfx_pipeline.beam.examples import ReadSplit, WriteSplit, counted, encode_row
 from tfx_pipeline.beam.pipeline_options import counted_pipeline
 from tfx_pipeline.beam.quarantine import (
-    QUARANTINE_TAG, WriteQuarantine, count_reason, quarantine_record, quarantined_counts)
+    QUARANTINE_TAG,
+    WriteQuarantine,
+    quarantined_counts,
+)
+from tfx_pipeline.beam.validation import CheckRow
 from tfx_pipeline.config import ValidationConfig
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext, PipelineError
 
 ANOMALIES_FILE = "anomalies.json"
-
-
-class CheckRow(beam.DoFn):
-    """A row against the schema: passes it on, or quarantines it with the reason."""
-
-    def __init__(self, schema: Mapping[str, Any]):
-        self.labels = frozenset(schema["labels"])
-        self.max_chars = schema["max_text_chars"]
-        self.text_fields = ["text", "text_pair"] if schema["text_pair"] else ["text"]
-
-    def process(self, row):
-        problem = self.problem(row)
-        if problem:
-            reason, message = problem
-            count_reason("ExampleValidator", reason)
-            yield beam.pvalue.TaggedOutput(
-                QUARANTINE_TAG, quarantine_record(row.get("source", "?"), reason, message, row))
-        else:
-            yield row
-
-    def problem(self, row) -> tuple[str, str] | None:
-        label = row.get("label")
-        if label is None or not label.strip():
-            return "missing_label", "label is missing or empty"
-        if label not in self.labels:
-            return "unknown_label", f"label {label!r} is not one of the schema's {len(self.labels)} labels"
-        for field in self.text_fields:
-            text = row.get(field)
-            if text is None or not text.strip():
-                return f"empty_{field}", f"{field} is missing or empty"
-            if len(text) > self.max_chars:
-                return f"{field}_too_long", f"{field} has {len(text)} characters, the schema allows {self.max_chars}"
-        return None
 
 
 class ExampleValidator(Component):
@@ -85,7 +57,7 @@ class ExampleValidator(Component):
                            | f"Read[{split}]" >> ReadSplit(examples_in.uri, split)
                            | f"Check[{split}]" >> beam.ParDo(CheckRow(schema)).with_outputs(QUARANTINE_TAG, main="ok"))
                 _ = (checked.ok
-                     | f"Count[{split}]" >> beam.Map(_count, split)
+                     | f"Count[{split}]" >> beam.Map(counted, "ExampleValidator", f"valid:{split}")
                      | f"Encode[{split}]" >> beam.Map(encode_row)
                      | f"Write[{split}]" >> WriteSplit(examples_out, split))
                 quarantines.append(checked[QUARANTINE_TAG])
@@ -149,11 +121,6 @@ class ExampleValidator(Component):
         if self.validation.fail_on_skew and skew and skew["linf_distance"] > skew["bound"]:
             raise PipelineError(f"label distribution skew {skew['linf_distance']:.3f} on label "
                                 f"{skew['label']!r} exceeds validation.max_label_skew={skew['bound']}")
-
-
-def _count(row, split: str):
-    beam.metrics.Metrics.counter("ExampleValidator", f"valid:{split}").inc()
-    return row
 
 
 def _distribution(counts: Mapping[str, int]) -> dict[str, float]:
