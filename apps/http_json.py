@@ -42,7 +42,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from serving.http_server import HttpLimits, HttpRejection, HttpServer, WorkerPool, json_error, read_body, request_id
+from serving.http_server import (
+    HttpLimits,
+    HttpRejection,
+    HttpServer,
+    WorkerPool,
+    json_error,
+    read_body,
+    request_id,
+)
 
 __all__ = ["HttpError", "JsonHandler", "JsonHttpServer", "Reply"]
 

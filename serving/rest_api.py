@@ -37,7 +37,14 @@ from tensorflow_serving.apis import (
 from serving import errors, json_codec
 from serving.config import MonitoringConfig
 from serving.errors import ServingError
-from serving.http_server import HttpLimits, HttpRejection, HttpServer, WorkerPool, read_body, request_id
+from serving.http_server import (
+    HttpLimits,
+    HttpRejection,
+    HttpServer,
+    WorkerPool,
+    read_body,
+    request_id,
+)
 from serving.lifecycle import RequestGate
 from serving.metrics import CONTENT_TYPE, ServerMetrics
 from serving.service import CallInfo, ServingCore

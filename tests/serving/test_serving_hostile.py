@@ -15,6 +15,8 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
+import serving_saved_models as saved_models
+from conftest import INFRA, in_process_options, wait_for
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -32,9 +34,6 @@ from tests.hostile_http import (
     send_raw,
     transport_attacks,
 )
-
-import serving_saved_models as saved_models
-from conftest import INFRA, in_process_options, wait_for
 
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_BODY = 1024 * 1024
@@ -113,9 +112,8 @@ def test_grpc_declared_sizes_are_checked_before_any_allocation(server, stub, exp
     proto = declared(shape, values.pop("dtype", types_pb2.DT_STRING), **values)
     request = predict_pb2.PredictRequest(model_spec=model_spec("intent"))
     request.inputs["text"].CopyFrom(proto)
-    with peak_memory_growth() as memory:
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Predict(request, timeout=30)
+    with peak_memory_growth() as memory, pytest.raises(grpc.RpcError) as info:
+        stub.Predict(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and fragment in info.value.details()
     assert "Traceback" not in info.value.details()
     assert memory.growth_mb < 30, f"a {request.ByteSize()}-byte request took {memory.growth_mb:.0f} MB"
@@ -126,9 +124,8 @@ def test_grpc_message_over_the_configured_maximum_is_refused(server, stub, expec
     request = predict_pb2.PredictRequest(model_spec=model_spec("intent"))
     request.inputs["text"].CopyFrom(tensors.to_tensor_proto(np.array(["valid text " * 100] * 6000, dtype=object)))
     assert request.ByteSize() > MAX_MESSAGE
-    with peak_memory_growth() as memory:
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Predict(request, timeout=30)
+    with peak_memory_growth() as memory, pytest.raises(grpc.RpcError) as info:
+        stub.Predict(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert memory.growth_mb < 4 * request.ByteSize() / 2**20 + 30  # the client's copy and grpc's buffers
     assert_still_serving(server, stub, expected)
