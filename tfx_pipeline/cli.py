@@ -6,6 +6,7 @@
         -- --runner=FnApiRunner --direct_num_workers=2 --direct_running_mode=multi_processing
     suite-pipeline runs list --config tfx_pipeline/configs/demo_intent.yaml
     suite-pipeline runs show <run id> --config tfx_pipeline/configs/demo_intent.yaml
+    suite-pipeline tune --config tfx_pipeline/configs/banking77.yaml --trials 12 --write-best best.yaml
     suite-pipeline schedule run-scheduler --schedule infra/schedules/banking77.yaml
 
 Arguments after `--` are Apache Beam pipeline options; they replace `beam_args`
@@ -42,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     runs_show = runs_commands.add_parser("show", help="one run record as JSON")
     runs_show.add_argument("run_id", help="a run id from `runs list`, or `latest`")
     _add_config_arguments(runs_show)
+
+    tune = commands.add_parser("tune", help="hyperparameter search: trials are cached pipeline runs (Optuna), "
+                                            "resumable after a kill")
+    _add_config_arguments(tune)
+    tune.add_argument("--trials", type=int, help="finished trials wanted in all (default: tuning.trials)")
+    tune.add_argument("--time-budget-minutes", type=float,
+                      help="start no trial after this long (default: tuning.time_budget_minutes; 0: none)")
+    tune.add_argument("--study", default="default", help="study name under <pipeline root>/tuning/ (default: %(default)s)")
+    tune.add_argument("--summary", action="store_true", help="print the trials table and run none")
+    tune.add_argument("--write-best", type=Path, metavar="YAML",
+                      help="write the configuration with the best trial's values, for `run`")
+    tune.add_argument("-v", "--verbose", action="store_true", help="show Beam and TensorFlow logs")
 
     commands.add_parser("schedule", add_help=False,
                         help="scheduled runs: render-cronjob, compile-kfp, render-vertex-schedule, run-scheduler, "
@@ -100,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args, beam_args)
         if args.command == "run":
             return _run(config, verbose=args.verbose, config_path=args.config)
+        if args.command == "tune":
+            return _tune(config, args)
         return _runs(config, args)
     except (ConfigError, PipelineError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -118,6 +133,19 @@ def _run(config: PipelineConfig, verbose: bool, config_path: Path) -> int:
     record = LocalDagRunner(local_cache=config.local_cache or None).run(create_pipeline(config),
                                   run_metadata={"config_path": str(config_path), "config": config.to_dict()})
     print(format_run(record))
+    return 0
+
+
+def _tune(config: PipelineConfig, args: argparse.Namespace) -> int:
+    _configure_logging(args.verbose)
+    from tfx_pipeline.tuning import Tuner
+    tuner = Tuner(args.config, dict(parse_override(text) for text in args.overrides), config, args.study)
+    study = tuner.study() if args.summary else tuner.run(args.trials, args.time_budget_minutes)
+    print(tuner.write_summary(study))
+    print(f"study: {tuner.directory}")
+    if args.write_best:
+        params = tuner.write_best(study, args.write_best)
+        print(f"best trial's configuration: {args.write_best} ({params})")
     return 0
 
 
