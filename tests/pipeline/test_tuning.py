@@ -81,7 +81,9 @@ def test_tune_resumes_after_a_kill_and_skips_the_finished_trial(demo_data_dir, t
 
     summary = json.loads((study_dir / "summary.json").read_text())
     assert [row["state"] for row in summary] == ["COMPLETE", "FAIL", "COMPLETE"]
-    assert "| trial | state | accuracy | training.learning_rate | training.label_smoothing |" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| trial |"))
+    assert header.split(" | ")[:3] == ["| trial", "state", "accuracy"]
+    assert "training.learning_rate" in header and "training.label_smoothing" in header
     best = PipelineConfig.from_file(tmp_path / "best.yaml")
     winner = max((t for t in after if t.value is not None), key=lambda t: t.value)
     assert best.training.learning_rate == winner.params["training.learning_rate"]
