@@ -45,8 +45,10 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(lambda index, record: (index, *_parse(record)), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.map(_target_distribution(num_classes, soft_targets, soft_target_weight)
-                          if num_classes is not None else lambda index, features, label: (index, features, label, label))
+    if num_classes is not None:
+        dataset = dataset.map(_target_distribution(num_classes, soft_targets, soft_target_weight))
+    else:  # The sparse label is the target.
+        dataset = dataset.map(lambda index, features, label: (index, features, label, label))
     if class_weights is not None:
         weights = tf.constant(class_weights, tf.float32)
         dataset = dataset.map(lambda index, features, target, label: (
