@@ -42,27 +42,25 @@ class CpuSettings:
     precision: str  # A Keras dtype policy name.
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags, from /proc/cpuinfo (empty where it does not exist)."""
+def _cpuinfo(field_prefixes: tuple[str, ...]) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of the prefixes."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith(("flags", "Features")):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
+                if line.startswith(field_prefixes):
                     return line.partition(":")[2].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags, from /proc/cpuinfo (empty where it does not exist)."""
+    return set((_cpuinfo(("flags", "Features")) or "").split())
+
+
+def cpu_model() -> str:
+    return _cpuinfo(("model name",)) or platform.processor() or platform.machine()
 
 
 def has_bfloat16(flags: set[str] | None = None) -> bool:

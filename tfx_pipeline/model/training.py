@@ -15,6 +15,7 @@ of the same size distilled from their soft targets on the training texts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -76,8 +77,34 @@ class EpochLog(keras.callbacks.Callback):
                                      **{k: float(v) for k, v in (logs or {}).items()}}) + "\n")
 
 
+class TaskData:
+    """The task's training and eval batches: token ids, targets (one-hot or
+    soft for classifiers, triples for the embedder) and class weights."""
+
+    def __init__(self, args: TrainerArgs, class_names: list[str]):
+        self.args, self.class_names = args, class_names
+
+    def dataset(self, files: str, batch_size: int, shuffle: bool, seed: int,
+                soft_targets: np.ndarray | None = None) -> tf.data.Dataset:
+        if self.args.model.task == "text_embedding":
+            return make_triple_dataset(files, batch_size, shuffle=shuffle, seed=seed)
+        training = self.args.training
+        return make_dataset(files, batch_size, self.args.model.sequence_length, shuffle=shuffle, seed=seed,
+                            num_classes=len(self.class_names), soft_targets=soft_targets,
+                            soft_target_weight=training.ensemble.soft_target_weight,
+                            class_weights=self.class_weights if shuffle else None)
+
+    @functools.cached_property
+    def class_weights(self) -> np.ndarray | None:
+        """`balanced`: N / (C * count of the class), as scikit-learn defines it."""
+        if self.args.training.class_weighting == "none":
+            return None
+        counts = np.maximum(label_counts(self.args.train_files, len(self.class_names)), 1).astype(np.float64)
+        return (counts.sum() / (counts.size * counts)).astype(np.float32)
+
+
 class TaskModel:
-    """What differs between tasks: the model trained, its data, loss and
+    """What differs between tasks in the model: the model trained, its loss and
     metrics, and the model exported (the embedder is trained inside a wrapper)."""
 
     def __init__(self, args: TrainerArgs, class_names: list[str], vocabulary_size: int):
@@ -97,23 +124,6 @@ class TaskModel:
         # Class weights arrive as per-example weights in the dataset: they weigh the loss, not the accuracy.
         return {"loss": classification_loss(self.args.training.label_smoothing),
                 "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")]}
-
-    def dataset(self, files: str, batch_size: int, shuffle: bool, seed: int,
-                soft_targets: np.ndarray | None = None) -> tf.data.Dataset:
-        if self.embedding:
-            return make_triple_dataset(files, batch_size, shuffle=shuffle, seed=seed)
-        training = self.args.training
-        return make_dataset(files, batch_size, self.args.model.sequence_length, shuffle=shuffle, seed=seed,
-                            num_classes=len(self.class_names), soft_targets=soft_targets,
-                            soft_target_weight=training.ensemble.soft_target_weight,
-                            class_weights=self.class_weights() if shuffle else None)
-
-    def class_weights(self) -> np.ndarray | None:
-        """`balanced`: N / (C * count of the class), as scikit-learn defines it."""
-        if self.args.training.class_weighting == "none":
-            return None
-        counts = np.maximum(label_counts(self.args.train_files, len(self.class_names)), 1).astype(np.float64)
-        return (counts.sum() / (counts.size * counts)).astype(np.float32)
 
     def export(self, model: keras.Model, preprocessor, export_dir: Path) -> None:
         task = self.args.model.task
@@ -144,6 +154,7 @@ class Fitter:
         self.args = args
         self.strategy = create_strategy(args.training.distribution)
         self.preprocessor, self.class_names = load_transform_graph(args.transform_graph_dir)
+        self.data = TaskData(args, self.class_names)
         self.global_batch = args.training.batch_size * self.strategy.num_replicas_in_sync
         # Length bucketing leaves a few partial batches per epoch; the estimate only shapes the schedule.
         self.steps_per_epoch = math.ceil(args.num_train_examples / self.global_batch)
@@ -156,7 +167,7 @@ class Fitter:
         if (self.args.training.cpu_tuning == "off" or distribution.strategy != "default"
                 or tf.config.list_logical_devices("GPU")):
             return
-        batches = self.task_model(self.args.training.seed).dataset(
+        batches = self.data.dataset(
             self.args.train_files, self.global_batch, shuffle=True, seed=self.args.training.seed)
         self.settings, self.cpu_tuning = choose_cpu_settings(
             lambda settings: self._compiled(settings), batches, cache_path=self.args.cpu_tuning_cache,
@@ -202,7 +213,7 @@ class Fitter:
             # by example when there are fewer files than workers) and splits each
             # batch across the replicas, so N replicas see what one device would.
             return self.strategy.experimental_distribute_dataset(
-                task.dataset(files, self.global_batch, shuffle=shuffle, seed=seed, soft_targets=soft))
+                self.data.dataset(files, self.global_batch, shuffle=shuffle, seed=seed, soft_targets=soft))
 
         epoch_log = EpochLog(self.args.model_run_dir / "epochs.jsonl", member)
         callbacks = [
@@ -252,12 +263,8 @@ class Fitter:
     def soft_targets(self, members: list[keras.Model]) -> np.ndarray:
         """The members' mean probabilities on every training example, in file order."""
         batches = make_ordered_batches(self.args.train_files, self.global_batch)
-        mean = None
-        for model in members:
-            probabilities = tf.nn.softmax(model.predict(batches, verbose=0), axis=-1).numpy()
-            mean = probabilities if mean is None else mean + probabilities
-        assert mean is not None
-        return mean / len(members)
+        return np.mean([tf.nn.softmax(model.predict(batches, verbose=0), axis=-1).numpy() for model in members],
+                       axis=0)
 
 
 def run_fn(args: TrainerArgs) -> dict[str, Any]:
