@@ -207,6 +207,54 @@ class PushConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CompressionVariant:
+    """One cheaper model made from the blessed teacher, served as its own model.
+
+    A *student* when `num_layers` or `sequence_length` differs from the
+    teacher's: `num_layers` of the teacher's encoder layers (evenly spaced,
+    the top one kept) with its embeddings and head, trained on the teacher's
+    probabilities over the training texts mixed with the labels
+    (`soft_target_weight` of the teacher). `int8`: afterwards, the Dense and
+    EinsumDense kernels become int8 (Keras `quantize("int8")`, activations
+    quantized per row at run time); the export keeps the raw-string signatures.
+    """
+
+    name: str  # Served as `<model name>_<name>` unless `model_name` says otherwise.
+    num_layers: int = 0  # 0: the teacher's.
+    sequence_length: int = 0  # 0: the teacher's. Served texts are truncated to this many tokens.
+    int8: bool = False
+    epochs: int = 3
+    learning_rate: float = 1e-4
+    soft_target_weight: float = 0.5
+    model_name: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressionThresholds:
+    """What a variant must show against its teacher, on the same rows and machine, to be pushed."""
+
+    max_accuracy_drop: float = 0.005  # Teacher accuracy minus the variant's, at most.
+    min_speedup_batch_1: float = 1.0  # Examples/s per core, variant over teacher.
+    min_speedup_served_batch: float = 1.0  # The same at `compression.served_batch_size`.
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressionConfig:
+    """Cheaper variants of the blessed teacher (none by default), judged and pushed one by one."""
+
+    variants: tuple[CompressionVariant, ...] = ()
+    thresholds: CompressionThresholds = CompressionThresholds()
+    served_batch_size: int = 32
+    # Throughput is timed on one thread (= per core) for this long per model and batch size,
+    # teacher and variant alternating `measure_rounds` times; each keeps its best round.
+    measure_seconds: float = 4.0
+    measure_rounds: int = 2
+    # Cost per 1M predictions = 1e6 / (examples/s per core) / 3600 * this. Default: about the
+    # on-demand price of one vCPU (with its share of memory) on the big clouds, in USD.
+    price_per_core_hour: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchParameter:
     """One dimension of a hyperparameter search: a range, or choices."""
 
@@ -249,6 +297,7 @@ class PipelineConfig:
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     push: PushConfig = PushConfig()
+    compression: CompressionConfig = CompressionConfig()
     tuning: TuningConfig = TuningConfig()
     # Apache Beam pipeline options, e.g. ["--runner=DataflowRunner", "--project=p"].
     beam_args: tuple[str, ...] = ("--runner=FnApiRunner",)
