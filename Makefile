@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-packages demo test test-slow benchmark clean
+.PHONY: setup system-packages demo lint test test-slow benchmark clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,14 @@ system-packages:
 demo: setup
 	$(BIN)/python scripts/quickstart.py
 
-## The default test run (what CI runs).
-test: setup system-packages
+## Lint and type-check (configured in pyproject.toml); `make test` runs it first.
+PACKAGES := tfx_pipeline serving apps suite_core
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy $(PACKAGES)
+
+## The default test run (what CI runs): lint, type-check, then the tests.
+test: setup system-packages lint
 	$(BIN)/python -m pytest
 
 ## Slow checks: full-size training and load tests (needs ../shared/data).

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -238,7 +239,8 @@ class ServerProcess:
 # -- load generation ------------------------------------------------------------------------
 
 
-def closed_loop(name: str, call: Callable[[str], None], texts: Sequence[str], clients: int, seconds: float) -> LoadResult:
+def closed_loop(
+        name: str, call: Callable[[str], None], texts: Sequence[str], clients: int, seconds: float) -> LoadResult:
     """``clients`` threads, each sending its next request as soon as the last one returns."""
     stop_at = time.perf_counter() + seconds
     lock = threading.Lock()
@@ -483,11 +485,11 @@ def run(config: BenchmarkConfig) -> dict:
         print("in-process signature calls:", flush=True)
         in_process = InProcessSignature(config, texts)
         sweep = in_process.sweep()
-        best_batch = max(sweep, key=sweep.get)
+        best_batch = max(sweep, key=sweep.__getitem__)
         print("server, batching off:", flush=True)
         unbatched = ServerUnderLoad(config, texts, base_path, workdir, batching=False)
         try:
-            off = {"single": unbatched.single()}
+            off: dict[str, Any] = {"single": unbatched.single()}
             off["saturated"], off["saturated_cores"] = unbatched.saturated()
             print("server, batching on (the unbatched one stays up, idle but for single-client phases):",
                   flush=True)

@@ -235,7 +235,7 @@ class ServingClient:
 
     @staticmethod
     def _open_channel(config: ClientConfig) -> grpc.Channel:
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.keepalive_time_ms", config.keepalive_time_ms),
             ("grpc.keepalive_timeout_ms", config.keepalive_timeout_ms),
             ("grpc.max_receive_message_length", config.max_message_bytes),

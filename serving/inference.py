@@ -146,7 +146,9 @@ def _classify_with(
         )
     if scores is not None and scores.dtype != np.float32:
         raise errors.invalid_argument(f"Expected scores Tensor of DT_FLOAT. Got {scores.dtype}")
-    num_classes = (classes if classes is not None else scores).shape[1]
+    first = classes if classes is not None else scores
+    assert first is not None  # One of the two is in the signature (checked above).
+    num_classes = first.shape[1]
     result = classification_pb2.ClassificationResult()
     for row in range(batch):
         classifications = result.classifications.add()

@@ -437,6 +437,7 @@ def predict_response(outputs: Mapping[str, np.ndarray], fmt: JsonFormat) -> byte
                 f"Tensor name: {name} has inconsistent batch size: {text.shape[0]} expecting: {batch}"
             )
         batch = text.shape[0]
+    assert batch is not None  # `outputs` is not empty (checked above).
     rows = []
     for row in range(batch):
         if len(texts) == 1:

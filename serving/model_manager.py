@@ -27,6 +27,7 @@ Bad deploys heal without an operator:
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import threading
@@ -160,7 +161,7 @@ class ServableHandle:
 
     def __init__(self, manager: ModelManager, record: _Version) -> None:
         self._manager = manager
-        self._record = record
+        self._record: _Version | None = record
         self.servable: Servable = record.servable  # type: ignore[assignment]
 
     def __enter__(self) -> Servable:
@@ -244,11 +245,12 @@ class ModelManager:
         with self._cond:
             for name in names:
                 model = self._models[name]
-                self._cond.wait_for(
-                    lambda m=model: self._stop.is_set() or not any(
-                        m.versions[v].state in (VersionState.START, VersionState.LOADING) for v in m.aspired
-                    )
-                )
+                self._cond.wait_for(functools.partial(self._stopped_or_settled, model))
+
+    def _stopped_or_settled(self, model: _Model) -> bool:
+        """Stopping, or no aspired version of ``model`` is still starting or loading."""
+        loading = (VersionState.START, VersionState.LOADING)
+        return self._stop.is_set() or not any(model.versions[v].state in loading for v in model.aspired)
 
     def _check_new_models(self, added: Iterable[str]) -> None:
         """A newly added model must end up with a version to serve (as in TF Serving)."""
@@ -400,6 +402,7 @@ class ModelManager:
                 raise errors.not_found(f"Servable not found for request: Latest({name})")
             if label:
                 version = self._resolve_label(model, label)
+            record: _Version | None
             if version is None:
                 available = [r for r in model.versions.values() if r.state == VersionState.AVAILABLE]
                 if not available:
@@ -474,6 +477,7 @@ class ModelManager:
         from serving.config import ConfigError, read_model_server_config
 
         path = self._options.model_config_file
+        assert path is not None  # The poll is only started for a model config file.
         last = None
         while not self._stop.wait(self._options.model_config_file_poll_wait_seconds):
             try:

@@ -16,7 +16,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wr
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _field(name: str, number: int, kind: int, *, type_name: str = "", repeated: bool = False) -> _F:
+def _field(name: str, number: int, kind: int, *, type_name: str = "",
+           repeated: bool = False) -> descriptor_pb2.FieldDescriptorProto:
     field = _F(name=name, number=number, type=kind)
     field.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
     if type_name:

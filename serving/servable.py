@@ -163,7 +163,8 @@ class Servable:
         except tf.errors.OpError as exc:
             raise errors.from_tensorflow(exc) from None
         except Exception as exc:  # loader raises many types for corrupt exports
-            raise errors.invalid_argument(f"cannot load SavedModel at {export_dir}: {type(exc).__name__}: {exc}") from None
+            raise errors.invalid_argument(
+                f"cannot load SavedModel at {export_dir}: {type(exc).__name__}: {exc}") from None
         servable = cls(name, version, export_dir, meta_graph, loaded.signatures, owner=loaded)
         if not servable.signatures:
             raise errors.failed_precondition(f"SavedModel at {export_dir} has no signatures to serve")

@@ -27,7 +27,7 @@ def read_warmup_logs(path: Path) -> list[prediction_log_pb2.PredictionLog]:
     """Parses the warm-up TFRecord file (INVALID_ARGUMENT if malformed or too long)."""
     import tensorflow as tf
 
-    logs = []
+    logs: list[prediction_log_pb2.PredictionLog] = []
     try:
         for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
             if len(logs) >= MAX_WARMUP_RECORDS:

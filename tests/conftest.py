@@ -68,7 +68,8 @@ def trained_suite(demo_data_dir, tmp_path_factory) -> TrainedSuite:
 
 
 SERVED_MODELS = ("intent", "sentiment")
-RANKING_MODELS = ("catalog_embedder", "catalog_reranker")  # Trained in this order: the re-ranker mines with the embedder.
+# Trained in this order: the re-ranker mines with the embedder.
+RANKING_MODELS = ("catalog_embedder", "catalog_reranker")
 
 
 @pytest.fixture(scope="session")

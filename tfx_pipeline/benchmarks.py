@@ -91,8 +91,8 @@ def benchmark_beam(work: Path, scale: int = 20, runners: Sequence[str] = ("fn_ap
                 from distributed import LocalCluster
                 with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
-                    results[name] = _data_components_run(
-                        run_dir, data_glob, ["--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}"])
+                    dask_args = ["--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}"]
+                    results[name] = _data_components_run(run_dir, data_glob, dask_args)
             uri = results[name].pop("transformed")
             examples[name] = {split: sorted(read_split_records(uri, split)) for split in ("train", "eval")}
         one, two = results[f"{runner}, 1 worker"], results[f"{runner}, 2 workers"]
@@ -150,7 +150,8 @@ def _trainer_worker(steps: int) -> dict:
     import tensorflow as tf
 
     preprocessor, batches = _training_batches(steps)
-    result: dict[str, Any] = {"sequence_length": 64, "batch_shapes": sorted({int(b["token_ids"].shape[1]) for b in batches})}
+    batch_shapes = sorted({int(b["token_ids"].shape[1]) for b in batches})
+    result: dict[str, Any] = {"sequence_length": 64, "batch_shapes": batch_shapes}
     for mode, jit in (("default", False), ("xla", True)):
         result[mode] = _examples_per_second(tf.distribute.get_strategy(), batches, preprocessor.vocabulary_size, jit)
     result["xla_vs_default"] = round(result["xla"] / result["default"], 2)
@@ -200,7 +201,8 @@ def benchmark_multi_worker(work: Path, epochs: int = 4) -> dict:
               "training.learning_rate=0.001", "training.early_stopping_patience=100"]
     results = {}
     for name, overrides in (("one process", ["training.batch_size=32"]),
-                            ("2 workers", ["training.batch_size=16", "training.distribution.strategy=multi_worker_mirrored",
+                            ("2 workers", ["training.batch_size=16",
+                                           "training.distribution.strategy=multi_worker_mirrored",
                                            "training.distribution.workers=2"])):
         command = [sys.executable, "-m", "tfx_pipeline", "run", "--config", str(CONFIGS / "demo_intent.yaml")]
         for override in common + overrides:
@@ -264,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="suite-bench-"))
     chosen = (["beam", "trainer", "distribution", "multi-worker", "memory", "full-training"] if args.benchmark == "all"
               else [args.benchmark])
-    runners = {"beam": lambda: benchmark_beam(work / "beam", args.scale, args.runners.split(",")), "trainer": lambda: benchmark_trainer(args.steps),
+    runners = {"beam": lambda: benchmark_beam(work / "beam", args.scale, args.runners.split(",")),
+               "trainer": lambda: benchmark_trainer(args.steps),
                "distribution": lambda: _run_worker("_distribution-worker", args.steps),
                "multi-worker": lambda: benchmark_multi_worker(work / "multi_worker"),
                "memory": lambda: benchmark_memory(work), "full-training": lambda: benchmark_full_training(work)}

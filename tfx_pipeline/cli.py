@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, help="finished trials wanted in all (default: tuning.trials)")
     tune.add_argument("--time-budget-minutes", type=float,
                       help="start no trial after this long (default: tuning.time_budget_minutes; 0: none)")
-    tune.add_argument("--study", default="default", help="study name under <pipeline root>/tuning/ (default: %(default)s)")
+    tune.add_argument("--study", default="default",
+                      help="study name under <pipeline root>/tuning/ (default: %(default)s)")
     tune.add_argument("--summary", action="store_true", help="print the trials table and run none")
     tune.add_argument("--write-best", type=Path, metavar="YAML",
                       help="write the configuration with the best trial's values, for `run`")

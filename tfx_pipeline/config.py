@@ -122,6 +122,10 @@ class ModelConfig:
     dropout: float = 0.1
 
 
+# A Keras dtype policy name, or `auto`.
+Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+
+
 @dataclasses.dataclass(frozen=True)
 class DistributionConfig:
     """Which tf.distribute strategy trains the model."""
@@ -129,7 +133,7 @@ class DistributionConfig:
     strategy: Literal["default", "mirrored", "multi_worker_mirrored", "tpu"] = "default"
     tpu: Optional[str] = None  # TPU name or grpc:// address for `tpu`.
     # Mixed precision: `auto` picks bfloat16 on TPU, float16 on GPU, float32 on CPU.
-    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    precision: Precision = "auto"
     steps_per_execution: int = 1
     # Splits the CPU into this many logical devices before the strategy is
     # made, so multi-replica code runs on a laptop; 0 leaves devices alone.
@@ -357,11 +361,6 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
-def section_fingerprint_data(*sections: Any) -> list[Any]:
-    """JSON-able form of config sections, for component fingerprints."""
-    return [dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s for s in sections]
-
-
 _ENV_PATTERN = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -419,7 +418,7 @@ def build_dataclass(cls: type, data: Any, prefix: str, source: str) -> Any:
 
 def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build_dataclass(hint, value, key, source)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

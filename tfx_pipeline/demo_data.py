@@ -115,7 +115,7 @@ def intent_rows(rng: random.Random) -> list[dict[str, str]]:
 def sentiment_rows(rng: random.Random) -> list[dict[str, str]]:
     rows = []
     for label, templates in SENTIMENT_TEMPLATES.items():
-        for i in range(80):
+        for _ in range(80):
             text = rng.choice(templates).format(co=rng.choice(COMPANIES), n=rng.randint(2, 60), day=rng.choice(DAYS))
             rows.append({"headline": text, "sentiment": label, "agreement": rng.choice(["all", "75", "66"])})
     rng.shuffle(rows)
@@ -139,7 +139,7 @@ def catalog_items(rng: random.Random) -> list[dict]:
 
 def catalog_requests(rng: random.Random) -> list[tuple[str, str, str]]:
     """(query id, shopper's words, the item id they want)."""
-    requests = []
+    requests: list[tuple[str, str, str]] = []
     for (kind, (_, synonyms, use)), (attribute, (_, wish)) in itertools.product(PRODUCTS.items(), ATTRIBUTES.items()):
         for template in rng.sample(REQUEST_TEMPLATES, 2):
             text = template.format(syn=rng.choice(synonyms), attr=wish, use=use)

@@ -18,13 +18,22 @@ labelled (query, item) rows ExampleGen reads in place of `data.path`.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from tfx_pipeline import storage
-from tfx_pipeline.beam.rows import ColumnMapping
 from tfx_pipeline.beam.examples import split_names
+from tfx_pipeline.beam.rows import ColumnMapping
 from tfx_pipeline.components import (
-    Evaluator, ExampleGen, ExampleValidator, HardNegativeMiner, Pusher, SchemaGen, StatisticsGen, Trainer,
-    Transform)
+    Evaluator,
+    ExampleGen,
+    ExampleValidator,
+    HardNegativeMiner,
+    Pusher,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+)
 from tfx_pipeline.components.hard_negative_miner import LABELS, ROW_COLUMNS
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.dsl import Pipeline
@@ -35,7 +44,8 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
     if config.data.format == "beir":
         miner = HardNegativeMiner(config.data.path, config.mining, config.push.model_base_path)
         # ExampleGen reads the miner's rows; all rows of a query stay in one split.
-        config = config.replace(data=dataclasses.replace(config.data, format="jsonl", labels=LABELS, **ROW_COLUMNS),
+        row_columns: dict[str, Any] = ROW_COLUMNS  # Column names and a tuple of extra columns.
+        config = config.replace(data=dataclasses.replace(config.data, format="jsonl", labels=LABELS, **row_columns),
                                 split=dataclasses.replace(config.split, group_column="query_id"))
     splits = split_names(config.split)
     columns = list(ColumnMapping.from_config(config.data).fields())

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import optuna
+import optuna.storages.journal  # A subpackage `import optuna` loads but does not name.
 import yaml
 
 from tfx_pipeline import storage

@@ -112,7 +112,9 @@ def grpc_caller(address: str, model_name: str) -> CallerFactory:
     client = ServingClient(ClientConfig(address=address))
 
     def make() -> Callable[[str], None]:
-        return lambda text: client.predict(model_name, [text], output_filter=_OUTPUTS)
+        def call(text: str) -> None:
+            client.predict(model_name, [text], output_filter=_OUTPUTS)
+        return call
     return make
 
 

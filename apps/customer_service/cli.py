@@ -21,10 +21,16 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from apps.customer_service.config import (
-    DEFAULT_CONFIG_PATH, AppConfig, ConfigError, load_config, save_policy, with_server_address)
+    DEFAULT_CONFIG_PATH,
+    AppConfig,
+    ConfigError,
+    load_config,
+    save_policy,
+    with_server_address,
+)
 from apps.customer_service.errors import AppError, InvalidMessage, ModelError, ModelUnavailable
 from apps.customer_service.messages import Context, CustomerMessage, validate_text
 from apps.customer_service.service import CustomerService
@@ -63,9 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _lines(source: TextIO) -> Iterator[bytes]:
+def _lines(source: BinaryIO) -> Iterator[bytes]:
     # Bytes, so that an undecodable line is reported as such instead of aborting the run.
-    for line in getattr(source, "buffer", source):
+    for line in source:
         yield line.rstrip(b"\r\n")
 
 
@@ -76,11 +82,11 @@ def _reply(service: CustomerService, args: argparse.Namespace, out: TextIO) -> i
     if args.message is not None:
         print(json.dumps(service.reply(args.message, context).to_dict()), file=out)
         return EXIT_OK
-    source = sys.stdin if args.file == "-" else open(args.file, "rb")
+    source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     try:
         return _reply_lines(service, _lines(source), context, out)
     finally:
-        if source is not sys.stdin:
+        if source is not sys.stdin.buffer:
             source.close()
 
 

@@ -36,9 +36,20 @@ from pathlib import Path
 import numpy as np
 
 from apps.loadgen import free_port
-from apps.sentiment_monitor.config import (BaselineShiftRule, DeliveryConfig, IngestConfig, MonitorConfig,
-                                           NegativeShareRule, RulesConfig, ScoringConfig, SinkConfig, SourceConfig,
-                                           StoreConfig, StrongNegativeRule, load_config)
+from apps.sentiment_monitor.config import (
+    BaselineShiftRule,
+    DeliveryConfig,
+    IngestConfig,
+    MonitorConfig,
+    NegativeShareRule,
+    RulesConfig,
+    ScoringConfig,
+    SinkConfig,
+    SourceConfig,
+    StoreConfig,
+    StrongNegativeRule,
+    load_config,
+)
 from apps.sentiment_monitor.demo_stream import Surge, demo_items
 from apps.sentiment_monitor.items import item_to_record
 

@@ -53,9 +53,10 @@ def write_png(path: Path, series: dict[str, list[dict]], alerts: Sequence[Alert]
     import matplotlib
 
     matplotlib.use("Agg")  # No display on servers and in CI.
+    from datetime import datetime, timezone
+
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from datetime import datetime, timezone
 
     def when(t: float) -> datetime:
         return datetime.fromtimestamp(t, timezone.utc)
@@ -149,7 +150,8 @@ function draw(data) {
   }));
   document.getElementById("status").textContent =
     `${entities.length} entities, ${data.alerts.length} alerts, ${deadLines} dead letters, ` +
-    `${health.deliveries.dead_lettered || 0} undelivered alerts` + (LIVE ? ", updated " + new Date().toISOString() : "");
+    `${health.deliveries.dead_lettered || 0} undelivered alerts` +
+    (LIVE ? ", updated " + new Date().toISOString() : "");
 }
 async function refresh() {
   try {

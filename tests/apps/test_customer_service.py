@@ -19,8 +19,14 @@ import yaml
 from apps.customer_service import cli, templates, tuning
 from apps.customer_service.classifier import IntentClassifier
 from apps.customer_service.config import (
-    DEFAULT_CONFIG_PATH, DEFAULT_TEMPLATES_PATH, AppConfig, ConfigError, PolicyConfig, load_config,
-    with_server_address)
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_TEMPLATES_PATH,
+    AppConfig,
+    ConfigError,
+    PolicyConfig,
+    load_config,
+    with_server_address,
+)
 from apps.customer_service.errors import InvalidMessage, ModelUnavailable
 from apps.customer_service.messages import Context, CustomerMessage
 from apps.customer_service.service import CustomerService

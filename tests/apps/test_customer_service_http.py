@@ -36,7 +36,8 @@ def post(port: int, path: str, body: bytes | dict) -> tuple[int, dict, http.clie
     try:
         connection.request("POST", path, payload, {"Content-Type": "application/json"})
         response = connection.getresponse()
-        return response.status, json.loads(response.read()), response.headers  # case-insensitive, as HTTP header names are
+        # The headers are case-insensitive, as HTTP header names are.
+        return response.status, json.loads(response.read()), response.headers
     finally:
         connection.close()
 

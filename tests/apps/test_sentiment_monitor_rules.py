@@ -15,8 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from apps.sentiment_monitor.config import (BaselineShiftRule, ConfigError, NegativeShareRule, RulesConfig,
-                                           StoreConfig, StrongNegativeRule, load_config)
+from apps.sentiment_monitor.config import (
+    BaselineShiftRule,
+    ConfigError,
+    NegativeShareRule,
+    RulesConfig,
+    StoreConfig,
+    StrongNegativeRule,
+    load_config,
+)
 from apps.sentiment_monitor.entities import EntityExtractor
 from apps.sentiment_monitor.ingest import DeadLetters, FileFollower
 from apps.sentiment_monitor.items import Score, format_timestamp

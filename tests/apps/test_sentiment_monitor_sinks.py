@@ -6,10 +6,10 @@ not hold up the others."""
 from __future__ import annotations
 
 import json
-import urllib.request
 import socket
 import threading
 import time
+import urllib.request
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

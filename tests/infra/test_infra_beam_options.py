@@ -9,6 +9,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tests.infra.manifests import INFRA, SCHEDULE
 from tfx_pipeline.scheduling.config import load_schedule
 
+
 def readme_beam_commands() -> list[list[str]]:
     """The Beam options (after ` -- `) of each pipeline command in the README's code blocks."""
     joined, current = [], ""

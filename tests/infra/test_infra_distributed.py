@@ -14,7 +14,8 @@ def objects(file_name: str) -> dict[str, dict]:
 
 def test_dask_workers_join_the_scheduler_service():
     cluster = objects("dask-cluster.yaml")
-    service_port = next(p["port"] for p in cluster["Service/dask-scheduler"]["spec"]["ports"] if p["name"] == "scheduler")
+    ports = cluster["Service/dask-scheduler"]["spec"]["ports"]
+    service_port = next(p["port"] for p in ports if p["name"] == "scheduler")
     worker = pod_spec(cluster["Deployment/dask-worker"])["containers"][0]
     assert f"tcp://dask-scheduler:{service_port}" in worker["command"]
     assert worker["command"][worker["command"].index("--nthreads") + 1] == "1"

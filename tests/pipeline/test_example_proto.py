@@ -33,4 +33,5 @@ def test_examples_serialize_to_tensorflow_bytes_and_back():
 def test_reading_and_writing_examples_imports_no_tensorflow():
     code = ("import sys; import tfx_pipeline.beam.examples, tfx_pipeline.beam.validation, tfx_pipeline.beam.rows; "
             "print('tensorflow' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

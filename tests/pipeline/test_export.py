@@ -1,23 +1,20 @@
 """The exported SavedModel: same outputs in a fresh process, same token ids as the Beam path."""
 
 import json
-import logging
 import subprocess
 import sys
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from tests.conftest import TINY_BERT
 from tfx_pipeline.beam.examples import read_split_records, read_split_rows
-from tfx_pipeline.components import Transform
-from tfx_pipeline.config import BackboneConfig, ModelConfig
-from tfx_pipeline.dsl import Artifact, ExecutionContext
+from tfx_pipeline.config import BackboneConfig
 from tfx_pipeline.model.backbone import load_backbone
 from tfx_pipeline.model.export import CLASSIFY_METHOD_NAME, export_text_classifier
 from tfx_pipeline.model.preprocessing import TextPreprocessor
 from tfx_pipeline.model.tasks import build_text_classifier
-from tensorflow.core.protobuf import saved_model_pb2
 
 TEXTS = ["My card hasn't arrived yet", "what is the exchange rate for euros?", "", "I want to close my account " * 8]
 

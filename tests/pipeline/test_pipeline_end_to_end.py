@@ -1,7 +1,6 @@
 """The whole pipeline on the demo data with a tiny BERT: push, cache, blessing, resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

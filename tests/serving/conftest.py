@@ -23,7 +23,6 @@ import dataclasses
 import os
 import socket
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field

@@ -177,7 +177,8 @@ def build_text_classifier(
 def build_regressor(export_dir: str | os.PathLike[str], *, slope: float = 2.0, intercept: float = 1.0) -> Path:
     module = _Regressor(slope, intercept)
     export_dir = Path(export_dir)
-    tf.saved_model.save(module, str(export_dir), signatures={"regress": module.regress, "serving_default": module.predict})
+    tf.saved_model.save(
+        module, str(export_dir), signatures={"regress": module.regress, "serving_default": module.predict})
     patch_method_name(export_dir, "regress", REGRESS_METHOD)
     return export_dir
 
@@ -297,7 +298,8 @@ def build_minilm_like_classifier(
 
     module = Module()
     export_dir = Path(export_dir)
-    tf.saved_model.save(module, str(export_dir), signatures={"serving_default": module.serve, "tokenize": module.tokenize})
+    tf.saved_model.save(
+        module, str(export_dir), signatures={"serving_default": module.serve, "tokenize": module.tokenize})
     write_warmup(export_dir, [text_predict_log(WARMUP_TEXTS)])
     return export_dir
 

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
+import serving_saved_models as saved_models
+from conftest import wait_for
 
 from serving import batching
 from serving.batching import BatchScheduler, QueueId
@@ -17,9 +19,6 @@ from serving.errors import ServingError
 from serving.metrics import ServerMetrics
 from serving.options import EndpointOptions, ModelSourceOptions, ServerOptions
 from serving.server import ModelServer
-
-import serving_saved_models as saved_models
-from conftest import wait_for
 
 QUEUE = QueueId("m", 1, "serving_default")
 

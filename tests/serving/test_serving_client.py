@@ -9,6 +9,8 @@ import threading
 import grpc
 import numpy as np
 import pytest
+import serving_saved_models as saved_models
+from conftest import free_port, in_process_options, wait_for
 
 from serving.client import (
     ClientConfig,
@@ -20,9 +22,6 @@ from serving.client import (
     make_example,
 )
 from serving.server import ModelServer
-
-import serving_saved_models as saved_models
-from conftest import free_port, in_process_options, wait_for
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
 

@@ -160,7 +160,8 @@ def test_classify_with_context(predictions, target):
     plain = classification_pb2.ClassificationRequest(
         model_spec=request.model_spec, input=build_examples_input([{"text": "lost card"}, {"text": "exchange rate"}])
     )
-    expected = [[c.score for c in row.classes] for row in predictions.Classify(plain, timeout=10).result.classifications]
+    classifications = predictions.Classify(plain, timeout=10).result.classifications
+    expected = [[c.score for c in row.classes] for row in classifications]
     np.testing.assert_allclose(with_context, expected, rtol=1e-5)
 
 

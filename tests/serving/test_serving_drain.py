@@ -10,11 +10,10 @@ import threading
 import urllib.request
 
 import grpc
-
-from serving.client import ClientConfig, RetryPolicy, ServingClient, ServingRpcError
-
 import serving_saved_models as saved_models
 from conftest import INFRA, REPO, free_port, wait_for
+
+from serving.client import ClientConfig, RetryPolicy, ServingClient, ServingRpcError
 
 IN_FLIGHT = 4
 

@@ -78,7 +78,8 @@ def grpc_predict(stub) -> list[str]:
 
 def rest_predict(server) -> list[str]:
     body = json.dumps({"instances": TEXTS}).encode()
-    with urllib.request.urlopen(urllib.request.Request(f"http://{server.rest_address}{PREDICT}", body), timeout=30) as r:
+    request = urllib.request.Request(f"http://{server.rest_address}{PREDICT}", body)
+    with urllib.request.urlopen(request, timeout=30) as r:
         return [row["class_names"] for row in json.loads(r.read())["predictions"]]
 
 
@@ -244,7 +245,8 @@ def test_rest_in_flight_requests_are_bounded(exports, tmp_path):
         slow = threading.Thread(target=rest_predict, args=(server,))
         slow.start()
         time.sleep(0.5)
-        answer = send_raw(server.rest_address, request_bytes("POST", PREDICT, json.dumps({"instances": TEXTS}).encode()))
+        body = json.dumps({"instances": TEXTS}).encode()
+        answer = send_raw(server.rest_address, request_bytes("POST", PREDICT, body))
         slow.join()
         assert answer is not None and answer.status == 503 and "retry" in answer.json()["error"]
         assert len(rest_predict(server)) == 2

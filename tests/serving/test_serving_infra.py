@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from serving.cli import parse_flags
-
-from conftest import REPO
 
 INFRA = Path(REPO) / "infra" / "serving"
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import serving_saved_models as saved_models
+from conftest import in_process_options, wait_for, write_models_config
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -21,9 +23,6 @@ from serving.model_manager import ModelManager, VersionState
 from serving.options import EndpointOptions, ModelSourceOptions, ServerOptions
 from serving.servable import Servable
 from serving.server import ModelServer
-
-import serving_saved_models as saved_models
-from conftest import in_process_options, wait_for, write_models_config
 
 
 def start_server(base: Path, *, batching: BatchingConfig | None = None, models=None) -> ModelServer:
@@ -39,7 +38,8 @@ def start_server(base: Path, *, batching: BatchingConfig | None = None, models=N
 
 def client_for(server: ModelServer, **retry) -> ServingClient:
     return ServingClient(
-        ClientConfig(address=server.grpc_address, timeout_seconds=60, retry=RetryPolicy(**retry) if retry else RetryPolicy())
+        ClientConfig(
+            address=server.grpc_address, timeout_seconds=60, retry=RetryPolicy(**retry) if retry else RetryPolicy())
     )
 
 

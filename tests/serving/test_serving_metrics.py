@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+import serving_saved_models as saved_models
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.client import ClientConfig, RetryPolicy, ServingClient, ServingRpcError
@@ -12,8 +13,6 @@ from serving.config import BatchingConfig, ModelConfig, MonitoringConfig
 from serving.metrics import ServerMetrics
 from serving.options import EndpointOptions, ModelSourceOptions, ServerOptions
 from serving.server import ModelServer
-
-import serving_saved_models as saved_models
 
 PATH = "/monitoring/prometheus/metrics"
 

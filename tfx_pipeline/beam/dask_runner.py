@@ -249,7 +249,7 @@ class _Translation(PipelineVisitor):
             raise NotImplementedError(f"DaskRunner: {type(transform).__name__} ({node.full_label}) "
                                       "has no Dask translation")
         for tag, output in node.outputs.items():
-            self.bags[output] = outputs[tag]  # type: ignore[index]  # Outputs of a primitive are PCollections.
+            self.bags[output] = outputs[tag]  # Outputs of a primitive are PCollections.
 
     def _par_do(self, node: AppliedPTransform, transform: beam.ParDo, input_bag) -> dict:
         args, kwargs = transform.raw_side_inputs

@@ -36,6 +36,8 @@ class ColumnMapping:
 
     @classmethod
     def from_config(cls, data: DataConfig) -> "ColumnMapping":
+        if data.text_column is None or data.label_column is None:  # PipelineConfig's checks require both.
+            raise ValueError("data.text_column and data.label_column must be set")
         return cls(data.text_column, data.label_column, data.text_pair_column, tuple(data.extra_columns))
 
     def fields(self) -> dict[str, str]:

@@ -4,9 +4,12 @@ in characters and WordPiece tokens, unknown-token rate, label distribution."""
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
+
+if TYPE_CHECKING:
+    from tfx_pipeline.model.preprocessing import TextPreprocessor
 
 
 class CountTokens(beam.DoFn):
@@ -14,7 +17,7 @@ class CountTokens(beam.DoFn):
 
     def __init__(self, preset: str, sequence_length: int):
         self.preset, self.sequence_length = preset, sequence_length
-        self.preprocessor = None
+        self.preprocessor: TextPreprocessor | None = None
 
     def setup(self):
         # Imported here: TensorFlow loads once per worker, not at pipeline construction.
@@ -22,6 +25,7 @@ class CountTokens(beam.DoFn):
         self.preprocessor = TextPreprocessor.from_preset(self.preset, self.sequence_length)
 
     def process(self, rows: Sequence[dict[str, Any]]):
+        assert self.preprocessor is not None, "setup() runs first"
         unknown_id = self.preprocessor.unknown_token_id
         for row, ids in zip(rows, self.preprocessor.word_pieces([row.get("text") or "" for row in rows])):
             yield {**row, "_tokens": len(ids), "_unknown": ids.count(unknown_id)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,14 @@ from tfx_pipeline.ranking.metrics import ranking_metrics
 
 HEADLINE = ("num_examples", "accuracy", "macro_f1", "expected_calibration_error")
 RANKING_HEADLINE = ("num_queries", "ndcg_at_10", "mrr_at_10", "recall_at_1")
+
+
+def _column(rows: list[dict[str, str | None]], name: str) -> list[str]:
+    """One required column's values (the ExampleValidator let no row without it through)."""
+    values = [row[name] for row in rows]
+    if any(value is None for value in values):
+        raise PipelineError(f"Evaluator: rows without a {name!r} value")
+    return [value for value in values if value is not None]
 
 
 class Evaluator(Component):
@@ -60,18 +69,18 @@ class Evaluator(Component):
         task = ctx.inputs["model"].properties.get("task", "text_classification")
         if task in RANKING_TASKS:
             return self._evaluate_ranking(ctx, task, rows)
-        texts = [row["text"] for row in rows]
-        pairs = [row["text_pair"] for row in rows] if ctx.inputs["model"].properties.get("text_pair") else None
+        texts = _column(rows, "text")
+        pairs = _column(rows, "text_pair") if ctx.inputs["model"].properties.get("text_pair") else None
         probabilities, class_names = predict_probabilities(ctx.inputs["model"].uri, texts, pairs)
         label_index = {name: i for i, name in enumerate(class_names)}
-        labels = np.array([label_index[row["label"]] for row in rows])
+        labels = np.array([label_index[label] for label in _column(rows, "label")])
         slices = {"text_length": [text_length_bucket(t) for t in texts]}
         for column in self.evaluation.slice_columns:
             slices[column] = [row.get(column) or "(missing)" for row in rows]
 
         candidate = classification_metrics(labels, probabilities, class_names, self.evaluation.calibration_bins)
         candidate["slices"] = sliced_metrics(slices, labels, probabilities, class_names)
-        evaluation = {"model_name": self.model_name, "split": self.split, "candidate": candidate,
+        evaluation: dict[str, Any] = {"model_name": self.model_name, "split": self.split, "candidate": candidate,
                       "class_names": class_names, "baseline": None}
         latest = latest_version(self.model_dir)
         if latest is not None:
@@ -91,20 +100,21 @@ class Evaluator(Component):
         write_report(evaluation, out / "report.md")
         return self._write_outputs(ctx, evaluation, HEADLINE)
 
-    def _evaluate_ranking(self, ctx: ExecutionContext, task: str, rows: list[dict]):
+    def _evaluate_ranking(self, ctx: ExecutionContext, task: str, rows: list[dict[str, str | None]]):
         # `query_id` and `item_id` are the HardNegativeMiner's row columns.
-        queries, items = [row["text"] for row in rows], [row["text_pair"] for row in rows]
+        queries, items = _column(rows, "text"), _column(rows, "text_pair")
+        pair_ids = list(zip(_column(rows, "query_id"), _column(rows, "item_id")))
         qrels: dict[str, dict[str, int]] = {}
-        for row in rows:
-            qrels.setdefault(row["query_id"], {})[row["item_id"]] = int(row["label"] == "relevant")
+        for (query_id, item_id), label in zip(pair_ids, _column(rows, "label")):
+            qrels.setdefault(query_id, {})[item_id] = int(label == "relevant")
 
         def metrics(model_path: str | Path) -> dict:
             run: dict[str, dict[str, float]] = {}
-            for row, score in zip(rows, predict_relevance(model_path, task, queries, items)):
-                run.setdefault(row["query_id"], {})[row["item_id"]] = float(score)
+            for (query_id, item_id), score in zip(pair_ids, predict_relevance(model_path, task, queries, items)):
+                run.setdefault(query_id, {})[item_id] = float(score)
             return ranking_metrics(run, qrels, ndcg_k=(10,), recall_k=(1,), mrr_k=(10,))
 
-        evaluation = {"model_name": self.model_name, "split": self.split, "task": task,
+        evaluation: dict[str, Any] = {"model_name": self.model_name, "split": self.split, "task": task,
                       "candidate": metrics(ctx.inputs["model"].uri), "baseline": None,
                       "candidates_per_query": round(len(rows) / max(len(qrels), 1), 2)}
         latest = latest_version(self.model_dir)

@@ -67,13 +67,14 @@ class ExampleValidator(Component):
         bad_rows = collections.Counter(examples_in.properties.get("quarantined", {}))
         bad_rows.update(quarantined_counts(run.counters))
         rows_read = examples_in.properties.get("rows_read") or 1
-        report = {
+        report: dict[str, Any] = {
             "rows_read": rows_read,
             "valid_counts": {split: run.counters.get(f"valid:{split}", 0) for split in self.splits},
             "bad_rows": dict(bad_rows),
             "bad_row_fraction": sum(bad_rows.values()) / rows_read,
             "max_bad_row_fraction": self.validation.max_bad_row_fraction,
-            "quarantine_files": [examples_in.properties.get("quarantine_dir"), storage.join(anomalies_dir, "quarantine")],
+            "quarantine_files": [examples_in.properties.get("quarantine_dir"),
+                                 storage.join(anomalies_dir, "quarantine")],
             "label_skew": self._label_skew(statistics),
             "statistics": {split: _brief(s) for split, s in statistics.items()},
         }
@@ -94,8 +95,10 @@ class ExampleValidator(Component):
         current = statistics["train"]["labels"]
         p, q = _distribution(previous), _distribution(current)
         distances = {label: abs(p.get(label, 0.0) - q.get(label, 0.0)) for label in set(p) | set(q)}
-        worst = max(distances, key=distances.get) if distances else None
-        return {"linf_distance": distances.get(worst, 0.0), "label": worst, "bound": self.validation.max_label_skew}
+        if not distances:
+            return {"linf_distance": 0.0, "label": None, "bound": self.validation.max_label_skew}
+        worst = max(distances, key=distances.__getitem__)
+        return {"linf_distance": distances[worst], "label": worst, "bound": self.validation.max_label_skew}
 
     def _anomalies(self, report) -> list[str]:
         messages = [f"{n} row(s) quarantined: {reason}" for reason, n in sorted(report["bad_rows"].items())]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from tfx_pipeline import storage
 from tfx_pipeline.beam.examples import split_pattern
 from tfx_pipeline.config import ModelConfig, TrainingConfig
-from tfx_pipeline import storage
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 from tfx_pipeline.model.multi_worker import LocalWorkers
 from tfx_pipeline.model.training import TrainerArgs, run_fn

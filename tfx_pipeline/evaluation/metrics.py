@@ -74,8 +74,8 @@ def sliced_metrics(slices: Mapping[str, Sequence[str]], labels: np.ndarray, prob
                    class_names: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """{slice column: {slice value: headline metrics}}."""
     result: dict[str, dict[str, dict[str, Any]]] = {}
-    for column, values in slices.items():
-        values = np.asarray(values, dtype=object)
+    for column, column_values in slices.items():
+        values = np.asarray(column_values, dtype=object)
         result[column] = {}
         for value in sorted(set(values), key=str):
             members = values == value

@@ -8,18 +8,19 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 
-def load_saved_model(path: Path):
+def load_saved_model(path: str | Path):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  Registers the tokenizer ops the graph uses.
     return tf.saved_model.load(str(path))
 
 
-def predict_probabilities(model_path: Path, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
+def predict_probabilities(model_path: str | Path, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
                           batch_size: int = 64) -> tuple[np.ndarray, list[str]]:
     """(probabilities [N, C], class names in column order)."""
     import tensorflow as tf
     signature = load_saved_model(model_path).signatures["serving_default"]
-    chunks, class_names = [], None
+    chunks: list[np.ndarray] = []
+    class_names: list[str] | None = None
     for start in range(0, len(texts), batch_size):
         inputs = {"text": tf.constant(list(texts[start:start + batch_size]))}
         if text_pairs is not None:
@@ -30,6 +31,7 @@ def predict_probabilities(model_path: Path, texts: Sequence[str], text_pairs: Op
             class_names = [name.decode() for name in outputs["all_class_names"].numpy()[0]]
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32), []
+    assert class_names is not None  # Read from the first chunk.
     return np.concatenate(chunks), class_names
 
 
@@ -44,7 +46,7 @@ def align_columns(probabilities: np.ndarray, names: Sequence[str], target_names:
     return aligned
 
 
-def text_embedder(model_path: Path, batch_size: int = 64) -> Callable[[Sequence[str]], np.ndarray]:
+def text_embedder(model_path: str | Path, batch_size: int = 64) -> Callable[[Sequence[str]], np.ndarray]:
     """An exported embedder's `serving_default` as texts -> [N, D] vectors, called in batches."""
     import tensorflow as tf
     signature = load_saved_model(model_path).signatures["serving_default"]
@@ -57,7 +59,7 @@ def text_embedder(model_path: Path, batch_size: int = 64) -> Callable[[Sequence[
     return embed
 
 
-def predict_relevance(model_path: Path, task: str, queries: Sequence[str], items: Sequence[str],
+def predict_relevance(model_path: str | Path, task: str, queries: Sequence[str], items: Sequence[str],
                       batch_size: int = 64) -> np.ndarray:
     """Relevance of each aligned (query, item) pair: the re-ranker's `score`, or
     the cosine similarity of the embedder's vectors."""

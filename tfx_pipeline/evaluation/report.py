@@ -28,7 +28,7 @@ def draw_confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Seque
     axes.set_title("Confusion matrix (row-normalised)")
     if len(class_names) <= 12:
         for i, j in np.ndindex(matrix.shape):
-            axes.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+            axes.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
                       color="white" if normalised[i, j] > 0.5 else "black")
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()

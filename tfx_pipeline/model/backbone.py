@@ -29,7 +29,8 @@ def resolve_preset(preset: str) -> str:
     return str(module.MODEL_DIR)
 
 
-def load_backbone(config: BackboneConfig, vocabulary_size: int, max_sequence_length: int) -> keras_hub.models.BertBackbone:
+def load_backbone(
+        config: BackboneConfig, vocabulary_size: int, max_sequence_length: int) -> keras_hub.models.BertBackbone:
     """Pretrained weights from the preset, or a fresh backbone of the configured
     `architecture` (num_layers, num_heads, hidden_dim, intermediate_dim)."""
     if config.architecture:

@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from tfx_pipeline import storage
+from tfx_pipeline.config import Precision
 
 log = logging.getLogger("tfx_pipeline.cpu_tuning")
 
@@ -39,7 +40,7 @@ _BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 @dataclasses.dataclass(frozen=True)
 class CpuSettings:
     jit_compile: bool
-    precision: str  # A Keras dtype policy name.
+    precision: Precision
 
 
 def _cpuinfo(field_prefixes: tuple[str, ...]) -> str | None:
@@ -68,7 +69,7 @@ def has_bfloat16(flags: set[str] | None = None) -> bool:
 
 
 def candidate_settings(has_bfloat16: bool) -> list[CpuSettings]:
-    precisions = ["float32", "mixed_bfloat16"] if has_bfloat16 else ["float32"]
+    precisions: list[Precision] = ["float32", "mixed_bfloat16"] if has_bfloat16 else ["float32"]
     return [CpuSettings(jit, precision) for precision in precisions for jit in (False, True)]
 
 

@@ -61,8 +61,8 @@ def let_keras_fit_under_multi_worker() -> None:
     build, reduce_per_replica = trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
 
     def is_multi_worker(strategy) -> bool:
-        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and trainer._collective_all_reduce_multi_worker(
-            strategy)
+        return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and trainer._collective_all_reduce_multi_worker(strategy))
 
     def build_from_local_batch(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
@@ -83,7 +83,7 @@ def let_keras_fit_under_multi_worker() -> None:
             lambda value: strategy.reduce("MEAN", value, axis=None if value.shape.rank == 0 else 0), values)
 
     build_from_local_batch.multi_worker_aware = True  # type: ignore[attr-defined]
-    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch  # type: ignore[method-assign]
+    trainer.TensorFlowTrainer._maybe_symbolic_build = build_from_local_batch
     trainer.reduce_per_replica = average_logs_whole
 
 

@@ -94,13 +94,13 @@ def export_text_classifier(
         }
 
     if text_pair:
-        def serving_default(text, text_pair):
+        def serving_pair(text, text_pair):
             return predict(text, text_pair)
-        archive.add_endpoint("serving_default", serving_default, [STRING_BATCH, STRING_BATCH])
+        archive.add_endpoint("serving_default", serving_pair, [STRING_BATCH, STRING_BATCH])
     else:
-        def serving_default(text):
+        def serving_single(text):
             return predict(text)
-        archive.add_endpoint("serving_default", serving_default, [STRING_BATCH])
+        archive.add_endpoint("serving_default", serving_single, [STRING_BATCH])
 
     example_spec = {"text": tf.io.FixedLenFeature([], tf.string)}
     if text_pair:

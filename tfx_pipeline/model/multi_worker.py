@@ -10,9 +10,10 @@ worker processes on loopback ports (`LocalWorkers`).
 Worker 0 is the chief: it writes the model, the run log and the backup the
 Trainer reads, and its success is the run's. The others write theirs under
 `worker-<i>/` in the Trainer's execution directory, as TensorFlow's
-multi-worker guide has non-chief workers save to their own place. When a worker dies the others cannot go on (every step all-reduces),
-so the launcher stops them all and starts the set again; each worker resumes
-from its last epoch backup (keras.callbacks.BackupAndRestore), the same epoch
+multi-worker guide has non-chief workers save to their own place. When a
+worker dies the others cannot go on (every step all-reduces), so the launcher
+stops them all and starts the set again; each worker resumes from its last
+epoch backup (keras.callbacks.BackupAndRestore), the same epoch
 on every worker since they back up in lockstep.
 
 Example:

@@ -35,8 +35,13 @@ from tfx_pipeline.model.distribution import apply_precision_policy, create_strat
 from tfx_pipeline.model.export import export_pair_scorer, export_text_classifier, export_text_embedder
 from tfx_pipeline.model.optimization import LayerwiseAdamW, classification_loss, layerwise_rate_multipliers
 from tfx_pipeline.model.tasks import (
-    build_contrastive_trainer, build_ensemble_average, build_text_classifier, build_text_embedder, in_batch_accuracy,
-    in_batch_softmax_loss)
+    build_contrastive_trainer,
+    build_ensemble_average,
+    build_text_classifier,
+    build_text_embedder,
+    in_batch_accuracy,
+    in_batch_softmax_loss,
+)
 from tfx_pipeline.model.training_data import label_counts, make_dataset, make_ordered_batches, make_triple_dataset
 from tfx_pipeline.model.transform_graph import load_transform_graph
 
@@ -136,7 +141,8 @@ class TaskModel:
                                    text_pair=task == "text_pair_classification")
 
 
-def learning_rate_schedule(training: TrainingConfig, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate_schedule(
+        training: TrainingConfig, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
     warmup_steps = max(1, int(training.warmup_fraction * total_steps))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,

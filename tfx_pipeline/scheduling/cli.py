@@ -135,6 +135,7 @@ def _run_scheduler(schedule: ScheduleConfig, args: argparse.Namespace) -> int:
         if not result.started:
             print(f"skipped: another run holds {scheduler.lock.path}", file=sys.stderr)
             return EXIT_LOCKED
+        assert result.exit_code is not None  # Set for every run that started.
         return result.exit_code
     if args.max_runs is not None and args.max_runs < 1:
         raise ConfigError("--max-runs: must be at least 1")

@@ -136,6 +136,7 @@ class Scheduler:
         except OSError as error:  # Not found, not executable: a failed run, not a crashed scheduler.
             print(f"error: cannot run {self.command[0]!r}: {error}", file=sys.stderr)
             return 127, None
+        assert process.stdout is not None  # stdout=PIPE.
         try:
             for line in process.stdout:
                 self.out.write(line)
