@@ -63,6 +63,11 @@ def model_server(model_base_path: Path) -> Iterator[str]:
     try:
         with ServingClient(ClientConfig(address=address)) as client:
             for model in MODELS:
+                if not any(p.name.isdigit() for p in (model_base_path / model).glob("*")):
+                    # Only the re-ranker may go unblessed (it must beat hybrid retrieval): the ranker
+                    # then answers in hybrid order, and its responses say so (rerank.status no_reranker).
+                    print(f"{model}: no blessed version pushed, not served")
+                    continue
                 version = client.wait_until_available(model, timeout_seconds=180)
                 print(f"serving {model} version {version} on {address} (REST on 127.0.0.1:{rest_port})")
         yield address

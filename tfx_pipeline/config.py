@@ -27,6 +27,8 @@ from typing import Any, Literal, Mapping, Optional
 
 import yaml
 
+from suite_core.ranking_evaluation import HybridSettings
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
@@ -79,6 +81,9 @@ class MiningConfig:
     bm25_negatives: int = 4
     embedder_negatives: int = 0
     embedder_model: Optional[str] = None
+    # Negatives from the hybrid list the re-ranker will sit behind: BM25's and the
+    # embedder's top `depth` fused as the ranker app fuses (evaluation.retrieval).
+    hybrid_negatives: int = 0
     depth: int = 30
     seed: int = 13
 
@@ -188,11 +193,13 @@ class TrainingConfig:
 class Thresholds:
     """Blessing rules, TFX-style: an absolute floor and a change vs the baseline."""
 
-    metric: Literal["accuracy", "macro_f1", "ndcg_at_10", "mrr_at_10"] = "accuracy"
+    metric: Literal["accuracy", "macro_f1", "ndcg_at_10", "mrr_at_10", "recall_at_100"] = "accuracy"
     lower_bound: float = 0.0
     # candidate - baseline must be >= this. 0 blesses only a model at least as
     # good as the pushed one; -0.01 tolerates a one-point regression.
     min_change_vs_baseline: float = 0.0
+    # Re-rankers: hybrid + re-rank must beat hybrid alone by at least this.
+    min_gain_over_hybrid: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +208,11 @@ class EvaluationConfig:
     # Slice metrics by these extra columns; `text_length` is always computed.
     slice_columns: tuple[str, ...] = ()
     calibration_bins: int = 10
+    # Ranking tasks are judged on full-corpus retrieval as the ranker app does it:
+    # its first-stage depths, fusion and re-rank depth (keep them equal to the app's).
+    retrieval: HybridSettings = HybridSettings()
+    # The pushed embedder a re-ranker sits behind (default: mining.embedder_model).
+    embedder_model: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,12 +37,18 @@ from tfx_pipeline.components import (
 from tfx_pipeline.components.hard_negative_miner import LABELS, ROW_COLUMNS
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.dsl import Pipeline
+from tfx_pipeline.evaluation.ranking import RankingSource
 
 
 def create_pipeline(config: PipelineConfig) -> Pipeline:
-    miner = None
+    miner, ranking = None, None
     if config.data.format == "beir":
-        miner = HardNegativeMiner(config.data.path, config.mining, config.push.model_base_path)
+        miner = HardNegativeMiner(config.data.path, config.mining, config.push.model_base_path,
+                                  config.evaluation.retrieval)
+        # Ranking models are judged on full-corpus retrieval; a re-ranker behind the pushed embedder.
+        first_stage = (config.evaluation.embedder_model or config.mining.embedder_model
+                       if config.model.task == "text_pair_ranking" else None)
+        ranking = RankingSource(config.data.path, config.mining.qrels_split, first_stage)
         # ExampleGen reads the miner's rows; all rows of a query stay in one split.
         row_columns: dict[str, Any] = ROW_COLUMNS  # Column names and a tuple of extra columns.
         config = config.replace(data=dataclasses.replace(config.data, format="jsonl", labels=LABELS, **row_columns),
@@ -63,7 +69,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
     trainer = Trainer(transform.outputs["transformed_examples"], transform.outputs["transform_graph"],
                       config.model, config.training, state_dir=state)
     evaluator = Evaluator(trainer.outputs["model"], example_validator.outputs["examples"], config.evaluation,
-                          config.push.model_base_path, config.model_name)
+                          config.push.model_base_path, config.model_name, ranking=ranking)
     pusher = Pusher(trainer.outputs["model"], evaluator.outputs["blessing"], example_validator.outputs["examples"],
                     config.push, config.model_name)
 

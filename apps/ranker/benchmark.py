@@ -41,7 +41,7 @@ from apps import loadgen
 from apps.loadgen import Latencies, Process, concurrent, load_line
 from apps.ranker.config import REPO, AppConfig
 from apps.ranker.ranker import Ranker, RankRequest
-from tfx_pipeline.ranking.beir import BeirDataset
+from suite_core.beir import BeirDataset
 
 DEFAULT_DATA = Path(os.environ.get("SUITE_SHARED_DATA", REPO.parent / "shared" / "data")) / "scifact"
 STAGES = ("bm25", "embed", "vector", "fusion", "rerank", "total")
@@ -51,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BEIR directory (default: SciFact)")
     parser.add_argument("--split", default="train", help="whose queries are sent")
     parser.add_argument("--items", type=int, default=5000, help="catalog size: the corpus's first N documents")
-    parser.add_argument("--rerank-depth", type=int, default=100)
+    parser.add_argument("--rerank-depth", type=int, help="N re-ranked (default: the config's retrieval.rerank_depth)")
+    parser.add_argument("--budget-ms", type=float,
+                        help="per-request time budget (default: the config's retrieval.request_budget_ms; 0: none)")
     parser.add_argument("--requests", type=int, default=100, help="sequential requests")
     parser.add_argument("--warmup-requests", type=int, default=5)
     parser.add_argument("--clients", type=int, default=4)
@@ -75,7 +77,9 @@ def _measure(ranker: Ranker, args: argparse.Namespace, queries: list[str], log: 
     for i in range(args.warmup_requests):
         ranker.rank(request(queries[i % len(queries)]))
     # The re-rank batch each sequential request sends: its fused top N, in fused order.
-    batches = [(text, [ranker.index.get(item.id).full_text for item in ranker.rank(
+    items = ranker.index.items
+    position = ranker.index.position
+    batches = [(text, [items[position[item.id]].full_text for item in ranker.rank(
         RankRequest(text=text, k=args.rerank_depth, rerank=False)).items]) for text in queries[:args.requests]]
     print(f"{args.requests} sequential requests ...", file=log, flush=True)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
@@ -102,11 +106,16 @@ def _measure(ranker: Ranker, args: argparse.Namespace, queries: list[str], log: 
     print(f"{args.clients} concurrent clients for {args.seconds:.0f}s each ...", file=log, flush=True)
 
     def ranker_caller() -> Callable[[str], None]:
-        return lambda text: ranker.rank(request(text))
+        def call(text: str) -> None:
+            ranker.rank(request(text))
+        return call
 
     def predict_caller() -> Callable[[str], None]:
         index = iter(range(10**9))
-        return lambda _: models.rerank(*batches[next(index) % len(batches)])
+
+        def call(_: str) -> None:
+            models.rerank(*batches[next(index) % len(batches)])
+        return call
 
     load_app = concurrent("ranker", ranker_caller, queries, args.clients, args.seconds).summary()
     load_direct = concurrent("rerank_predict_direct", predict_caller, queries, args.clients, args.seconds).summary()
@@ -124,9 +133,14 @@ def run(config: AppConfig, args: argparse.Namespace, log: TextIO) -> dict:
     dataset = BeirDataset.load(args.data, args.split)
     documents = list(dataset.corpus.values())[:args.items]
     queries = list(dataset.queries.values())
+    if args.rerank_depth is None:
+        args.rerank_depth = config.retrieval.rerank_depth
+    budget = config.retrieval.request_budget_ms if args.budget_ms is None else args.budget_ms
     config = dataclasses.replace(config, retrieval=dataclasses.replace(
-        config.retrieval, rerank_depth=args.rerank_depth, max_k=max(config.retrieval.max_k, args.rerank_depth)))
+        config.retrieval, rerank_depth=args.rerank_depth, max_k=max(config.retrieval.max_k, args.rerank_depth),
+        request_budget_ms=budget))
     report: dict = {"data": str(args.data), "items": len(documents), "rerank_depth": args.rerank_depth,
+                    "request_budget_ms": budget,
                     "models": {"embedder": config.server.embedder_model, "reranker": config.server.reranker_model}}
     started: list[Process] = []
     with tempfile.TemporaryDirectory(prefix="ranker-bench-") as tmp:
@@ -144,6 +158,7 @@ def run(config: AppConfig, args: argparse.Namespace, log: TextIO) -> dict:
                 report["ingest"] = {"seconds": round(time.perf_counter() - clock, 2), "embedded": ingest.embedded,
                                     "items": ingest.items}
                 report.update(_measure(ranker, args, queries, log))
+                report["rerank_outcomes"] = ranker.rerank_outcomes()  # how many requests fell back, and why
         finally:
             for process in started:
                 process.stop()
@@ -151,7 +166,8 @@ def run(config: AppConfig, args: argparse.Namespace, log: TextIO) -> dict:
 
 
 def print_report(report: dict, out: TextIO) -> None:
-    print(f"\n{report['items']} items ({report['data']}), re-rank depth {report['rerank_depth']}, models "
+    print(f"\n{report['items']} items ({report['data']}), re-rank depth {report['rerank_depth']}, budget "
+          f"{report['request_budget_ms']} ms, re-rank outcomes {report['rerank_outcomes']}, models "
           f"{report['models']}; ingest {report['ingest']['seconds']}s ({report['ingest']['embedded']} embedded)",
           file=out)
     print("\nOne request at a time (ms):", file=out)

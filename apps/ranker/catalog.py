@@ -31,7 +31,7 @@ import numpy as np
 from apps.ranker.errors import IngestError
 from apps.ranker.index import CatalogIndex, Item, content_hash
 from apps.ranker.models import Models
-from tfx_pipeline.ranking.beir import BeirFormatError, Document, read_corpus
+from suite_core.beir import BeirFormatError, Document, read_corpus
 
 
 @dataclasses.dataclass

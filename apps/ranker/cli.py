@@ -28,7 +28,7 @@ from typing import TextIO
 from apps.ranker.config import DEFAULT_CONFIG_PATH, REPO, AppConfig, ConfigError, load_config, with_overrides
 from apps.ranker.errors import EmptyIndex, IngestError, InvalidRequest, ModelError, ModelUnavailable, RankerError
 from apps.ranker.ranker import Ranker, RankRequest
-from tfx_pipeline.ranking.beir import BeirFormatError
+from suite_core.beir import BeirFormatError
 
 EXIT_OK, EXIT_INVALID_INPUT, EXIT_USAGE, EXIT_MODEL, EXIT_EMPTY_INDEX = 0, 1, 2, 3, 4
 
@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--queries", type=Path, help="file of query ids to use, one a line")
     evaluate.add_argument("--holdout", type=float, help="use the hash-based holdout fraction of the queries")
     evaluate.add_argument("--limit", type=int, help="at most this many queries (first by id)")
-    evaluate.add_argument("--rerank-depth", type=int, help="N re-ranked per query (default from config)")
+    evaluate.add_argument("--rerank-depth", type=int, nargs="+",
+                          help="N re-ranked per query (default from config); several: one system per depth")
     evaluate.add_argument("--output", type=Path, help="JSON report (default: <index>/../evaluation-<split>.json)")
 
     bench = commands.add_parser("benchmark", help="latency by stage and throughput (prints numbers)")
@@ -125,8 +126,9 @@ def _serve(ranker: Ranker, args: argparse.Namespace) -> int:
 def _evaluate(ranker: Ranker, args: argparse.Namespace, out: TextIO) -> int:
     from apps.ranker.evaluation import evaluate, format_table
 
-    report = evaluate(ranker, args.data, args.split, rerank_depth=args.rerank_depth, query_ids_file=args.queries,
-                      holdout=args.holdout, limit=args.limit)
+    depths = args.rerank_depth
+    report = evaluate(ranker, args.data, args.split, rerank_depth=depths[0] if depths and len(depths) == 1 else depths,
+                      query_ids_file=args.queries, holdout=args.holdout, limit=args.limit)
     output = args.output or ranker.directory.parent / f"evaluation-{ranker.directory.name}-{args.split}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1))

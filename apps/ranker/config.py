@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from suite_core.ranking_evaluation import HybridSettings
 from tfx_pipeline.config import ConfigError, build_dataclass
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("config.yaml")
@@ -83,7 +84,10 @@ class RetrievalConfig:
     fusion: Literal["rrf", "score"] = "rrf"  # reciprocal-rank fusion, or min-max normalised score sum
     rrf_k: int = 60  # RRF's damping constant: 1 / (rrf_k + rank)
     score_weight_lexical: float = 0.5  # only for fusion: score
-    rerank_depth: int = 100  # N: the fused top N go to the re-ranker in one Predict call (0: no re-rank)
+    rerank_depth: int = 20  # N: the fused top N go to the re-ranker in ONE Predict call (0: no re-rank)
+    # Per request, from its arrival: when it runs out before or during the re-rank call, the request is
+    # answered in the hybrid (fused) order, flagged rerank_status "time_budget".  0: no budget.
+    request_budget_ms: float = 800.0
     default_k: int = 10
     max_k: int = 100
     max_candidates: int = 1000  # an explicit candidate list longer than this is cut (with a warning)
@@ -96,10 +100,19 @@ class RetrievalConfig:
             _positive(f"retrieval.{name}", getattr(self, name))
         if self.rerank_depth < 0:
             raise ConfigError(f"retrieval.rerank_depth must be >= 0, got {self.rerank_depth}")
+        if self.request_budget_ms < 0:
+            raise ConfigError(f"retrieval.request_budget_ms must be >= 0, got {self.request_budget_ms}")
         if not 0.0 <= self.score_weight_lexical <= 1.0:
             raise ConfigError(f"retrieval.score_weight_lexical must be in [0, 1], got {self.score_weight_lexical}")
         if self.default_k > self.max_k:
             raise ConfigError(f"retrieval.default_k ({self.default_k}) exceeds retrieval.max_k ({self.max_k})")
+
+
+    def hybrid_settings(self) -> HybridSettings:
+        """The first stage and re-rank depth as the shared ranking evaluation takes them."""
+        return HybridSettings(lexical_depth=self.lexical_depth, vector_depth=self.vector_depth, fusion=self.fusion,
+                              rrf_k=self.rrf_k, score_weight_lexical=self.score_weight_lexical,
+                              rerank_depth=self.rerank_depth)
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,12 @@ class AppConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+
+    def __post_init__(self) -> None:
+        if self.retrieval.rerank_depth > self.server.max_rows_per_call:
+            raise ConfigError(f"retrieval.rerank_depth ({self.retrieval.rerank_depth}) exceeds "
+                              f"server.max_rows_per_call ({self.server.max_rows_per_call}): a request's re-rank "
+                              "is one Predict call")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -148,7 +167,7 @@ def with_overrides(config: AppConfig, *, address: str | None = None, index_path:
                    degraded_mode: bool | None = None, max_rows_per_call: int | None = None,
                    **retrieval: Any) -> AppConfig:
     """The same configuration with the CLI's (or a test's) overrides; ``None`` keeps a value."""
-    server = {k: v for k, v in {"address": address, "embedder_model": embedder_model,
+    server: dict[str, Any] = {k: v for k, v in {"address": address, "embedder_model": embedder_model,
                                 "reranker_model": reranker_model, "max_rows_per_call": max_rows_per_call}.items()
               if v is not None}
     retrieval = {k: v for k, v in {**retrieval, "degraded_mode": degraded_mode}.items() if v is not None}

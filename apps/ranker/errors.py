@@ -55,3 +55,14 @@ class ModelError(RankerError):
 
     status = 502
     problem = "model_error"
+
+
+class ModelTimeout(ModelUnavailable):
+    """The model server did not answer within the call's deadline (DEADLINE_EXCEEDED)."""
+
+
+class ModelNotServed(ModelError):
+    """The model server serves no version of the model (NOT_FOUND): for the re-ranker, none was blessed and
+    pushed yet, and the app answers from hybrid retrieval alone."""
+
+    problem = "model_not_served"

@@ -2,15 +2,18 @@
 
 The dataset's corpus is ingested into the index (only new or changed documents
 are embedded, so a second run is cheap), its queries embedded in batched
-Predict calls, and four runs are scored with
-:func:`tfx_pipeline.ranking.metrics.ranking_metrics` (nDCG@10, Recall@100,
-MRR@10):
+Predict calls, and the runs are made and scored by
+:func:`suite_core.ranking_evaluation.evaluate_retrieval` -- the same function
+the pipeline's Evaluator blesses with, so the two cannot disagree -- with the
+app's own retrieval settings (depths, fusion, re-rank depth):
 
 - ``bm25``: the lexical index alone, top 100;
 - ``embedder``: exact vector search alone, top 100;
-- ``hybrid``: the two lists (``max(depth, 100)`` each) fused as configured, top 100;
+- ``hybrid``: BM25's ``lexical_depth`` and the embedder's ``vector_depth`` best, fused as configured;
 - ``hybrid+rerank``: the hybrid top N re-ranked by the cross-encoder (one Predict
-  call per query), followed by the rest of the hybrid top 100.
+  call per query), followed by the rest of the hybrid list; with several
+  depths, one ``hybrid+rerank@N`` per depth.  When the server serves no
+  re-ranker (none blessed), only the first three are scored, as the app serves.
 
 Which queries: all of the split's judged queries, or those listed in a file
 (one id a line), or a hash-based holdout fraction of them (the same queries on
@@ -18,29 +21,27 @@ every run and machine), then the first ``limit`` in id order.
 
 Example::
 
-    report = evaluate(ranker, Path("/work/shared/data/scifact"), "train", holdout=0.2, limit=100)
+    report = evaluate(ranker, Path("/work/shared/data/scifact"), "train", holdout=0.2, rerank_depth=(10, 20))
     print(format_table(report))
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from apps.ranker.errors import InvalidRequest
+from apps.ranker.errors import InvalidRequest, ModelNotServed
 from apps.ranker.ranker import Ranker
-from apps.ranker.retrieval import fuse, top_k
-from tfx_pipeline.ranking.beir import BeirDataset
-from tfx_pipeline.ranking.metrics import ranking_metrics
+from suite_core.beir import BeirDataset
+from suite_core.ranking_evaluation import METRICS, RUN_DEPTH, evaluate_retrieval, score_runs
 
 SYSTEMS = ("bm25", "embedder", "hybrid", "hybrid+rerank")
-METRICS = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
-RUN_DEPTH = 100  # documents per query in every run (Recall@100)
+__all__ = ["METRICS", "RUN_DEPTH", "SYSTEMS", "evaluate", "format_table", "in_holdout", "metrics_table",
+           "select_queries"]
 
 
 def in_holdout(query_id: str, fraction: float) -> bool:
@@ -75,15 +76,13 @@ def select_queries(dataset: BeirDataset, *, query_ids_file: Path | None = None, 
     return ids
 
 
-def _as_run(rows: Sequence[int], ids: Sequence[str]) -> dict[str, float]:
-    """Ranked rows as {doc id: score}, the score decreasing with the rank."""
-    return {ids[row]: float(len(rows) - rank) for rank, row in enumerate(rows)}
+def evaluate(ranker: Ranker, data_dir: Path, split: str = "test", *,
+             rerank_depth: int | Sequence[int] | None = None, query_ids_file: Path | None = None,
+             holdout: float | None = None, limit: int | None = None, ingest: bool = True) -> dict[str, Any]:
+    """Ingests the corpus (unless ``ingest`` is false), runs the four systems, returns the report.
 
-
-def evaluate(ranker: Ranker, data_dir: Path, split: str = "test", *, rerank_depth: int | None = None,
-             query_ids_file: Path | None = None, holdout: float | None = None, limit: int | None = None,
-             ingest: bool = True) -> dict[str, Any]:
-    """Ingests the corpus (unless ``ingest`` is false), runs the four systems, returns the report."""
+    ``rerank_depth``: the app's configured depth by default; several depths give one ``hybrid+rerank@N``
+    system each (every pair is scored once: the re-ranker scores pairs independently)."""
     dataset = BeirDataset.load(data_dir, split)
     query_ids = select_queries(dataset, query_ids_file=query_ids_file, holdout=holdout, limit=limit)
     timings: dict[str, float] = {}
@@ -92,52 +91,69 @@ def evaluate(ranker: Ranker, data_dir: Path, split: str = "test", *, rerank_dept
     timings["ingest_s"] = round(time.perf_counter() - clock, 2)
     index = ranker.index
     doc_ids = [item.id for item in index.items]
-    retrieval = ranker.config.retrieval
-    depth = retrieval.rerank_depth if rerank_depth is None else rerank_depth
-    list_depth = max(RUN_DEPTH, depth)
-    everything = np.ones(len(index), dtype=bool)  # no filters in an evaluation
+    settings = ranker.config.retrieval.hybrid_settings()
+    depths = [settings.rerank_depth] if rerank_depth is None else (
+        [rerank_depth] if isinstance(rerank_depth, int) else list(rerank_depth))
 
     clock = time.perf_counter()
-    query_vectors = ranker.models.embed([dataset.queries[q] for q in query_ids], bulk=True)
+    vectors = ranker.models.embed([dataset.queries[q] for q in query_ids], bulk=True)
     timings["embed_queries_s"] = round(time.perf_counter() - clock, 2)
-    runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in SYSTEMS}
-    rerank_seconds = 0.0
-    for query_id, vector in zip(query_ids, query_vectors):
-        text = dataset.queries[query_id]
-        lexical = top_k(index.lexical_scores(text), everything, list_depth, positive_only=True)
-        dense = top_k(index.vector_scores(vector), everything, list_depth)
-        fused = fuse({"bm25": lexical, "vector": dense}, retrieval.fusion, rrf_k=retrieval.rrf_k,
-                     weight_lexical=retrieval.score_weight_lexical)
-        runs["bm25"][query_id] = _as_run([row for row, _ in lexical[:RUN_DEPTH]], doc_ids)
-        runs["embedder"][query_id] = _as_run([row for row, _ in dense[:RUN_DEPTH]], doc_ids)
-        hybrid = [row for row, _ in fused[:list_depth]]
-        runs["hybrid"][query_id] = _as_run(hybrid[:RUN_DEPTH], doc_ids)
-        head, tail = hybrid[:depth], hybrid[depth:]
-        if head:
-            clock = time.perf_counter()
-            scores, _ = ranker.models.rerank(text, [index.items[row].full_text for row in head], bulk=True)
-            rerank_seconds += time.perf_counter() - clock
-            order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-            head = [head[i] for i in order]
-        runs["hybrid+rerank"][query_id] = _as_run((head + tail)[:RUN_DEPTH], doc_ids)
-    timings["rerank_s"] = round(rerank_seconds, 2)
-    qrels = {q: dataset.qrels[q] for q in query_ids}
+    queries = {q: dataset.queries[q] for q in query_ids}
+    query_vectors = dict(zip(query_ids, vectors))
+    reranker = _ServedReranker(ranker)
+    metrics: dict[str, dict[str, float]] = {}
+    notes = []
+    for depth in depths:
+        name = "hybrid+rerank" if len(depths) == 1 else f"hybrid+rerank@{depth}"
+        rerankers = {name: reranker} if reranker.served and depth else {}
+        try:
+            table = evaluate_retrieval(index, doc_ids, queries, dataset.qrels, query_vectors,
+                                       dataclasses.replace(settings, rerank_depth=depth), rerankers)
+        except ModelNotServed as exc:  # no blessed re-ranker: the app serves hybrid alone, and so is it scored
+            reranker.served = False
+            notes.append(f"no re-ranker served ({exc}): hybrid alone")
+            table = evaluate_retrieval(index, doc_ids, queries, dataset.qrels, query_vectors,
+                                       dataclasses.replace(settings, rerank_depth=depth))
+        metrics.update({system: {m: round(v, 4) for m, v in values.items()} for system, values in table.items()})
+    timings["rerank_s"] = round(reranker.seconds, 2)
     return {
         "dataset": str(data_dir), "split": split, "queries": len(query_ids), "documents": len(index),
-        "rerank_depth": depth, "fusion": retrieval.fusion,
+        "rerank_depth": depths[0] if len(depths) == 1 else depths, "fusion": settings.fusion,
+        "settings": dataclasses.asdict(settings),
         "models": {"embedder": ranker.config.server.embedder_model, "reranker": ranker.config.server.reranker_model,
                    "embedder_version": index.embedder.get("version")},
         "selection": {"query_ids_file": str(query_ids_file) if query_ids_file else None, "holdout": holdout,
                       "limit": limit},
-        "metrics": metrics_table(runs, qrels), "ingest": ingest_report, "timings": timings,
+        "metrics": metrics, "notes": notes, "ingest": ingest_report, "timings": timings,
     }
+
+
+class _ServedReranker:
+    """The served re-ranker as the shared evaluation calls it: one bulk Predict per query for the pairs it
+    has not scored yet (a shallower depth reuses a deeper one's scores)."""
+
+    def __init__(self, ranker: Ranker) -> None:
+        self.ranker = ranker
+        self.served = bool(ranker.config.server.reranker_model)
+        self.seconds = 0.0
+        self._scores: dict[tuple[str, int], float] = {}
+
+    def __call__(self, query: str, rows: list[int]) -> list[float]:
+        missing = [row for row in rows if (query, row) not in self._scores]
+        if missing:
+            clock = time.perf_counter()
+            items = self.ranker.index.items
+            scores, _ = self.ranker.models.rerank(query, [items[row].full_text for row in missing], bulk=True)
+            self.seconds += time.perf_counter() - clock
+            self._scores.update({(query, row): float(score) for row, score in zip(missing, scores)})
+        return [self._scores[(query, row)] for row in rows]
 
 
 def metrics_table(runs: Mapping[str, Mapping[str, Mapping[str, float]]],
                   qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, float]]:
-    """{system: {metric: value}} for each run against the same qrels."""
-    return {system: {name: round(value, 4) for name, value in ranking_metrics(run, qrels).items()
-                     if name in METRICS} for system, run in runs.items()}
+    """{system: {metric: value}} for each run against the same qrels, rounded for the report."""
+    return {system: {name: round(value, 4) for name, value in values.items()}
+            for system, values in score_runs(runs, qrels).items()}
 
 
 def format_table(report: Mapping[str, Any]) -> str:

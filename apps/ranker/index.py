@@ -37,17 +37,12 @@ from typing import Any
 
 import bm25s
 import numpy as np
-import Stemmer
+
+from suite_core.bm25 import build_index as _build_bm25_index
+from suite_core.bm25 import lexical_scores
 
 CURRENT = "CURRENT"
 _GENERATION_PREFIX = "gen-"
-_local = threading.local()  # PyStemmer's stemmers keep an unsynchronised cache: one per thread
-
-
-def _stemmer() -> Stemmer.Stemmer:
-    if not hasattr(_local, "stemmer"):
-        _local.stemmer = Stemmer.Stemmer("english")
-    return _local.stemmer
 
 
 def content_hash(title: str, text: str) -> str:
@@ -56,7 +51,7 @@ def content_hash(title: str, text: str) -> str:
 
 
 def full_text(title: str, text: str) -> str:
-    """Title and body as one passage, as ``tfx_pipeline.ranking.beir.Document.full_text`` makes it."""
+    """Title and body as one passage, as ``suite_core.beir.Document.full_text`` makes it."""
     return f"{title}. {text}" if title else text
 
 
@@ -79,12 +74,6 @@ class Item:
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> Item:
         return cls(record["id"], record["title"], record["text"], record["metadata"], record["hash"])
-
-
-def tokenize_query(text: str) -> list[str]:
-    """The query's BM25 terms: lower-cased words, English stop words out, stemmed."""
-    [tokens] = bm25s.tokenize([text], stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
-    return tokens
 
 
 class CatalogIndex:
@@ -110,10 +99,7 @@ class CatalogIndex:
 
     def lexical_scores(self, text: str) -> np.ndarray:
         """The BM25 score of every item for ``text`` (zeros when no term of it is in the catalog)."""
-        tokens = [t for t in tokenize_query(text) if t in self.bm25.vocab_dict] if self.bm25 else []
-        if not tokens:
-            return np.zeros(len(self.items), np.float32)
-        return np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
+        return lexical_scores(self.bm25, text, len(self.items))  # suite_core.bm25: as mining and evaluation
 
     def vector_scores(self, vector: np.ndarray) -> np.ndarray:
         """Cosine similarity of every item to the unit ``vector`` (exact search)."""
@@ -175,11 +161,7 @@ def build_index(items: Iterable[Item], vectors: np.ndarray, embedder: Mapping[st
 
 
 def _build_bm25(items: Sequence[Item]) -> bm25s.BM25:
-    tokens = bm25s.tokenize([item.full_text for item in items], stopwords="en", stemmer=_stemmer(),
-                            show_progress=False)
-    bm25 = bm25s.BM25()
-    bm25.index(tokens, show_progress=False)
-    return bm25
+    return _build_bm25_index([item.full_text for item in items])
 
 
 def _write_atomically(path: Path, text: str) -> None:

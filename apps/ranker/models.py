@@ -13,7 +13,9 @@ re-rank is one Predict call.
 
 gRPC failures become the app's errors: UNAVAILABLE (after the client's
 retries), DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are :class:`ModelUnavailable`,
-anything else is :class:`ModelError`.
+anything else is :class:`ModelError`.  Two of them are told apart: DEADLINE_EXCEEDED is
+:class:`ModelTimeout` (a request's time budget ran out), NOT_FOUND :class:`ModelNotServed`
+(no version of the model is served: for the re-ranker, none was blessed).
 
 Example::
 
@@ -27,10 +29,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
 
 from apps.ranker.config import ServerConfig
-from apps.ranker.errors import ModelError, ModelUnavailable
+from apps.ranker.errors import ModelError, ModelNotServed, ModelTimeout, ModelUnavailable
 from serving.client import ClientConfig, Prediction, RetryPolicy, ServingClient, ServingRpcError
 
 
@@ -69,13 +72,15 @@ class Models:
                              f"{[part.shape for part in parts]} for {len(texts)} texts; expected [rows, D]")
         return np.concatenate(parts), predictions[-1].version
 
-    def rerank(self, query: str, item_texts: Sequence[str], *, bulk: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, probabilities) of each item for ``query``."""
+    def rerank(self, query: str, item_texts: Sequence[str], *, bulk: bool = False,
+               timeout: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, probabilities) of each item for ``query``.  ``timeout`` (seconds): this call's deadline
+        instead of the configured one (a request's remaining time budget); past it, :class:`ModelTimeout`."""
         if not item_texts:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
         predictions = self._predict_rows(self.server.reranker_model,
                                          {"query": [query] * len(item_texts), "item_text": list(item_texts)},
-                                         ("score", "probability"), bulk)
+                                         ("score", "probability"), bulk, timeout)
         scores = np.concatenate([np.asarray(p.outputs["score"], np.float32).reshape(-1) for p in predictions])
         probabilities = np.concatenate([np.asarray(p.outputs["probability"], np.float32).reshape(-1)
                                         for p in predictions])
@@ -85,9 +90,10 @@ class Models:
         return scores, probabilities
 
     def _predict_rows(self, model: str, inputs: dict[str, list[str]], outputs: tuple[str, ...],
-                      bulk: bool) -> list[Prediction]:
+                      bulk: bool, timeout: float | None = None) -> list[Prediction]:
         """One Predict call per ``max_rows_per_call`` rows, in flight together; predictions in row order."""
-        timeout = self.server.ingest_deadline_seconds if bulk else None
+        if timeout is None:
+            timeout = self.server.ingest_deadline_seconds if bulk else None
         rows = len(next(iter(inputs.values())))
         size = self.server.max_rows_per_call
         chunks = [{name: values[start:start + size] for name, values in inputs.items()}
@@ -102,6 +108,10 @@ class Models:
                                              output_filter=outputs, timeout=timeout)
         except ServingRpcError as exc:
             where = f"model server {self.server.address} (model {model!r})"
+            if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ModelTimeout(f"{where} did not answer in time: {exc.code.name}: {exc.details}") from None
+            if exc.code == grpc.StatusCode.NOT_FOUND:
+                raise ModelNotServed(f"{where} serves no version of it: {exc.details}") from None
             if exc.transient:
                 raise ModelUnavailable(f"{where} did not answer: {exc.code.name}: {exc.details}") from None
             raise ModelError(f"{where} refused the request: {exc.code.name}: {exc.details}") from None

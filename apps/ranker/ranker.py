@@ -7,6 +7,10 @@ candidate list and the exclusions; the two lists are fused (see
 :mod:`apps.ranker.retrieval`).  Stage 2 (re-rank): the fused top
 ``rerank_depth`` go to the cross-encoder in ONE batched Predict call and are
 ordered by its score; fused items below the top N follow in fused order.
+The request's time budget (``request_budget_ms``, from its arrival) is the
+re-rank call's deadline: when it runs out, or when no re-ranker is served (none
+was blessed), the request is answered in the fused order, and the response's
+``rerank`` entry says which (``status`` and ``reason``).
 
 The user's context is free ``text`` and/or ``recent`` item ids.  Recent items
 count through their catalog texts: for BM25 the free text and their texts are
@@ -26,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 import time
@@ -37,13 +42,19 @@ import numpy as np
 
 from apps.ranker import catalog
 from apps.ranker.config import AppConfig, RetrievalConfig
-from apps.ranker.errors import EmptyIndex, InvalidRequest, ModelError, ModelUnavailable
+from apps.ranker.errors import EmptyIndex, InvalidRequest, ModelError, ModelNotServed, ModelTimeout, ModelUnavailable
 from apps.ranker.index import CatalogIndex, current_generation
 from apps.ranker.models import Models
 from apps.ranker.retrieval import compile_filters, fuse, matches, top_k
-from tfx_pipeline.ranking.beir import Document
+from suite_core.beir import Document
 
 MAX_QUERY_CHARS = 2000  # per text field of a request
+# What stage 2 did for a request (the response's ``rerank.status``, the app's metrics):
+# reranked: the fused top N are in the re-ranker's order; off: not asked for (rerank false, depth 0);
+# no_reranker: none configured or none served (no blessed version): hybrid order;
+# time_budget: the request's budget ran out before or during the call: hybrid order;
+# unavailable: the model server is down (degraded mode): hybrid order, flagged degraded.
+RERANK_STATUSES = ("reranked", "off", "no_reranker", "time_budget", "unavailable")
 _RERANK_QUERY_CHARS = 1000  # a history joined into a re-ranker query is cut here
 
 
@@ -128,11 +139,13 @@ class RankResponse:
     timings_ms: dict[str, float]
     index: dict[str, Any]  # generation and item count answered from
     models: dict[str, int]  # the model versions that answered
+    # {"status": one of RERANK_STATUSES, "depth": N asked for, "reason": why not "reranked" (or None)}
+    rerank: dict[str, Any] = dataclasses.field(default_factory=lambda: {"status": "off", "depth": 0, "reason": None})
 
     def to_dict(self) -> dict[str, Any]:
         return {"items": [item.to_dict() for item in self.items], "warnings": self.warnings,
                 "degraded": self.degraded, "degraded_reason": self.degraded_reason, "stages": self.stages,
-                "timings_ms": self.timings_ms, "index": self.index, "models": self.models}
+                "timings_ms": self.timings_ms, "index": self.index, "models": self.models, "rerank": self.rerank}
 
 
 @dataclasses.dataclass
@@ -158,6 +171,8 @@ class Ranker:
         self.directory = config.index.directory
         self._lock = threading.Lock()
         self._index = CatalogIndex.load(self.directory)
+        self._outcomes: collections.Counter[str] = collections.Counter()
+        self._outcomes_lock = threading.Lock()  # not the index lock: a reload must not hold up counting
 
     @classmethod
     def from_config(cls, config: AppConfig) -> Ranker:
@@ -234,20 +249,13 @@ class Ranker:
         timings["fusion"] = _ms(clock)
 
         reranked: dict[int, tuple[float, float]] = {}
-        depth = retrieval.rerank_depth if request.rerank else 0
-        if depth and fused and degraded_reason is None:
-            head = [row for row, _ in fused[:depth]]
-            clock = time.perf_counter()
-            try:
-                scores, probabilities = self.models.rerank(context.rerank_query,
-                                                           [index.items[row].full_text for row in head])
-                reranked = {row: (float(s), float(p)) for row, s, p in zip(head, scores, probabilities)}
-                stages.append("rerank")
-            except ModelUnavailable as exc:
-                if not retrieval.degraded_mode:
-                    raise
-                degraded_reason = f"re-ranking skipped: {exc}"
-            timings["rerank"] = _ms(clock)
+        rerank = self._rerank_stage(index, context, fused, request, started, degraded_reason, reranked, timings)
+        if rerank.get("degraded_reason"):
+            degraded_reason = rerank.pop("degraded_reason")
+        if rerank["status"] == "reranked":
+            stages.append("rerank")
+        with self._outcomes_lock:
+            self._outcomes[rerank["status"]] += 1
 
         items = _assemble(index, fused, lists, reranked)[:context.k]
         if not items:
@@ -255,7 +263,59 @@ class Ranker:
                              if not context.mask.any() else "no item matched the context"})
         timings["total"] = _ms(started)
         return RankResponse(items, warnings, degraded_reason is not None, degraded_reason, stages, timings,
-                            {"generation": index.generation, "items": len(index)}, versions)
+                            {"generation": index.generation, "items": len(index)}, versions, rerank)
+
+    def _rerank_stage(self, index: CatalogIndex, context: _Context, fused: list[tuple[int, float]],
+                      request: RankRequest, started: float, degraded_reason: str | None,
+                      reranked: dict[int, tuple[float, float]], timings: dict[str, float]) -> dict[str, Any]:
+        """Stage 2: ONE Predict call for the fused top N, within what is left of the request's time budget.
+        Fills ``reranked``; returns the response's ``rerank`` entry (``status``: see :data:`RERANK_STATUSES`)."""
+        retrieval, server = self.config.retrieval, self.config.server
+        depth = min(retrieval.rerank_depth if request.rerank else 0, len(fused))
+        outcome: dict[str, Any] = {"status": "off", "depth": depth, "reason": None}
+        if not depth:
+            return outcome
+        if degraded_reason is not None:
+            return {**outcome, "status": "unavailable", "reason": degraded_reason}
+        if not server.reranker_model:
+            return {**outcome, "status": "no_reranker", "reason": "no re-ranker is configured (server.reranker_model)"}
+        timeout = None  # the configured deadline
+        if retrieval.request_budget_ms:
+            remaining = retrieval.request_budget_ms / 1000 - (time.perf_counter() - started)
+            if remaining <= 0:
+                return {**outcome, "status": "time_budget",
+                        "reason": f"the request's {retrieval.request_budget_ms:g} ms budget was spent before the "
+                                  "re-rank: hybrid order"}
+            if remaining < server.deadline_seconds:
+                timeout = remaining
+        head = [row for row, _ in fused[:depth]]
+        clock = time.perf_counter()
+        try:
+            scores, probabilities = self.models.rerank(context.rerank_query,
+                                                       [index.items[row].full_text for row in head], timeout=timeout)
+            reranked.update({row: (float(s), float(p)) for row, s, p in zip(head, scores, probabilities)})
+            outcome["status"] = "reranked"
+        except ModelTimeout as exc:
+            if timeout is None:  # the configured deadline, not the budget: the server is too slow
+                if not retrieval.degraded_mode:
+                    raise
+                outcome.update(status="unavailable", reason=str(exc), degraded_reason=f"re-ranking skipped: {exc}")
+            else:
+                outcome.update(status="time_budget", reason=f"the re-rank did not finish within the request's "
+                                                            f"{retrieval.request_budget_ms:g} ms budget: hybrid order")
+        except ModelNotServed as exc:
+            outcome.update(status="no_reranker", reason=f"no blessed re-ranker is served: hybrid order ({exc})")
+        except ModelUnavailable as exc:
+            if not retrieval.degraded_mode:
+                raise
+            outcome.update(status="unavailable", reason=str(exc), degraded_reason=f"re-ranking skipped: {exc}")
+        timings["rerank"] = _ms(clock)
+        return outcome
+
+    def rerank_outcomes(self) -> dict[str, int]:
+        """How many requests ended in each re-rank status since start (the app's metrics)."""
+        with self._outcomes_lock:
+            return {status: self._outcomes.get(status, 0) for status in RERANK_STATUSES}
 
     def _resolve(self, index: CatalogIndex, request: RankRequest, retrieval: RetrievalConfig) -> _Context:
         warnings: list[dict[str, Any]] = []

@@ -24,12 +24,13 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from apps.ranker.errors import InvalidRequest
+from suite_core.fusion import fuse, top_k  # the app's and the evaluation's fusion: one implementation
+
+__all__ = ["compile_filters", "fuse", "matches", "top_k"]
 
 Condition = Callable[[Any], bool]
 _RANGE_OPERATORS = {"min": lambda v, b: v >= b, "max": lambda v, b: v <= b,
@@ -93,41 +94,3 @@ def compile_filters(filters: Mapping[str, Any] | None) -> dict[str, Condition]:
 def matches(metadata: Mapping[str, Any], conditions: Mapping[str, Condition]) -> bool:
     """Every condition holds; an item without the field does not match."""
     return all(field in metadata and test(metadata[field]) for field, test in conditions.items())
-
-
-def top_k(scores: np.ndarray, mask: np.ndarray, k: int, *, positive_only: bool = False) -> list[tuple[int, float]]:
-    """(row, score) of the ``k`` best rows where ``mask`` holds, best first (ties by row)."""
-    allowed = mask & (scores > 0) if positive_only else mask.copy()
-    rows = np.flatnonzero(allowed)
-    if rows.size == 0 or k <= 0:
-        return []
-    values = scores[rows]
-    if rows.size > k:
-        keep = np.argpartition(-values, k - 1)[:k]
-        rows, values = rows[keep], values[keep]
-    order = np.lexsort((rows, -values))
-    return [(int(rows[i]), float(values[i])) for i in order]
-
-
-def fuse(lists: Mapping[str, Sequence[tuple[int, float]]], method: str, *, rrf_k: int = 60,
-         weight_lexical: float = 0.5) -> list[tuple[int, float]]:
-    """One ranked list of (row, fused score) from named ranked lists (``bm25``, ``vector``)."""
-    fused: dict[int, float] = {}
-    for name, ranked in lists.items():
-        if method == "rrf":
-            for rank, (row, _) in enumerate(ranked, start=1):
-                fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank)
-        elif method == "score":
-            weight = weight_lexical if name == "bm25" else 1.0 - weight_lexical
-            if not ranked:
-                continue
-            values = np.asarray([score for _, score in ranked])
-            low, span = float(values.min()), float(values.max() - values.min())
-            for row, score in ranked:
-                normalised = (score - low) / span if span > 0 else 1.0
-                fused[row] = fused.get(row, 0.0) + weight * normalised
-            for row, _ in ranked:
-                fused.setdefault(row, 0.0)
-        else:
-            raise ValueError(f"unknown fusion {method!r}")
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))

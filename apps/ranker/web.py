@@ -3,8 +3,11 @@
 Routes::
 
     GET  /healthz    200 {"status": "ok", "index": {"generation", "items"}} while the app runs
+    GET  /metrics    Prometheus text: ranker_requests_total{rerank_status=reranked|off|no_reranker|time_budget|
+                     unavailable}, so a fallback to hybrid order (no blessed re-ranker, budget spent) shows
     POST /v1/rank    {"text", "recent", "candidates", "filters", "exclude", "exclude_recent", "k", "rerank"}
-                     -> {"items": [...], "warnings": [...], "degraded", "degraded_reason", "stages", ...}
+                     -> {"items": [...], "warnings": [...], "degraded", "degraded_reason", "stages",
+                         "rerank": {"status", "depth", "reason"}, ...}
 
 Bad input is 4xx with ``{"error": code, "message": text}`` (400 malformed
 JSON or field, 411/413 length, 422 a request that cannot be ranked, 409 an
@@ -24,7 +27,7 @@ import logging
 from http import HTTPStatus
 from typing import ClassVar
 
-from apps.http_json import JsonHandler, JsonHttpServer
+from apps.http_json import JsonHandler, JsonHttpServer, Reply
 from apps.ranker.config import HttpConfig
 from apps.ranker.errors import ModelUnavailable
 from apps.ranker.ranker import Ranker, RankRequest
@@ -43,6 +46,15 @@ class _Handler(JsonHandler):
     def health(self) -> dict:
         index = self.app.index
         return {"status": "ok", "index": {"generation": index.generation, "items": len(index)}}
+
+    def get(self, path: str) -> Reply | None:
+        if path != "/metrics":
+            return None
+        lines = ["# HELP ranker_requests_total Ranking requests answered, by what stage 2 did (rerank.status).",
+                 "# TYPE ranker_requests_total counter"]
+        lines += [f'ranker_requests_total{{rerank_status="{status}"}} {count}'
+                  for status, count in self.app.rerank_outcomes().items()]
+        return Reply(HTTPStatus.OK, ("\n".join(lines) + "\n").encode(), "text/plain; version=0.0.4; charset=utf-8")
 
     def _rank(self, body: object) -> tuple[int, dict]:
         return HTTPStatus.OK, self.app.rank(RankRequest.parse(body)).to_dict()

@@ -3,26 +3,27 @@ pipeline-trained tiny embedder and re-ranker (`ranking_model_server`), on the de
 
 from __future__ import annotations
 
-import dataclasses
 import doctest
 import io
 import json
 import math
 import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from apps.ranker import cli, retrieval
 from apps.ranker.config import ConfigError, load_config, with_overrides
-from apps.ranker.errors import EmptyIndex, InvalidRequest, ModelError, ModelUnavailable
+from apps.ranker.errors import EmptyIndex, InvalidRequest, ModelError, ModelTimeout, ModelUnavailable
 from apps.ranker.evaluation import evaluate, in_holdout, metrics_table, select_queries
 from apps.ranker.index import CURRENT, CatalogIndex
 from apps.ranker.ranker import Ranker, RankRequest
+from suite_core.beir import BeirDataset, read_corpus
 from tfx_pipeline.beam.examples import split_of
 from tfx_pipeline.config import SplitConfig
-from tfx_pipeline.ranking.beir import BeirDataset, read_corpus
+
 
 def closed_port() -> int:
     with socket.socket() as sock:
@@ -53,6 +54,9 @@ def shared_index(server_address, catalog_file, tmp_path_factory):
 
 
 def make_ranker(address, index, **retrieval) -> Ranker:
+    """The packaged config on ``index``; by default every fused item of the 72 re-ranked and no time budget
+    (so a loaded test machine does not turn re-ranks into fallbacks), unless a test says otherwise."""
+    retrieval = {"rerank_depth": 100, "request_budget_ms": 0.0, **retrieval}
     return Ranker(with_overrides(load_config(), address=address, index_path=index, **retrieval))
 
 
@@ -160,10 +164,15 @@ def test_rerank_is_one_predict_call_when_the_server_takes_the_whole_batch(server
         response = ranker.rank(RankRequest(text="tent", k=5))
         assert ranker.models.client.attempts - attempts == 2  # one embed, ONE re-rank call of the 72 fused items
         assert all(item.stage == "rerank" for item in response.items)
-    with make_ranker(server_address, shared_index, max_rows_per_call=32) as ranker:
+    with make_ranker(server_address, shared_index, max_rows_per_call=32, rerank_depth=32) as ranker:
         attempts = ranker.models.client.attempts
-        ranker.rank(RankRequest(text="tent", k=5))
-        assert ranker.models.client.attempts - attempts == 1 + 3  # 72 items in calls of <= 32 rows
+        response = ranker.rank(RankRequest(text="tent", k=40))
+        assert ranker.models.client.attempts - attempts == 2  # still one re-rank call: N <= rows per call
+        assert [i.stage for i in response.items] == ["rerank"] * 32 + ["fusion"] * 8
+        assert ranker.models.embed([f"text {i}" for i in range(72)], bulk=True).shape[0] == 72  # bulk: 3 calls
+        assert ranker.models.client.attempts - attempts == 2 + 3
+    with pytest.raises(ConfigError, match="a request's re-rank is one Predict call"):
+        make_ranker(server_address, shared_index, max_rows_per_call=32)  # depth 100 > 32 rows a call
     with make_ranker(server_address, shared_index, max_rows_per_call=200) as ranker:
         with pytest.raises(ModelError, match="larger than maximum input batch size 128"):
             ranker.models.rerank("tent", ["some item text"] * 129)  # the server refuses what it cannot batch
@@ -204,6 +213,60 @@ def test_only_the_top_n_are_reranked(server_address, shared_index):
     with make_ranker(server_address, shared_index, rerank_depth=3) as ranker:
         items = ranker.rank(RankRequest(text="waterproof rain jacket", k=8)).items
     assert [i.stage for i in items] == ["rerank"] * 3 + ["fusion"] * 5
+
+
+def test_no_blessed_reranker_means_hybrid_order_and_the_response_and_metrics_say_so(server_address,
+                                                                                  shared_index):
+    query = "lightweight tent for camping trips"
+    with make_ranker(server_address, shared_index) as ranker:
+        hybrid = [i.id for i in ranker.rank(RankRequest(text=query, k=20, rerank=False)).items]
+    # The Pusher pushed no version of this re-ranker (none was blessed): the server serves none.
+    with make_ranker(server_address, shared_index, reranker_model="catalog_reranker_unblessed") as ranker:
+        response = ranker.rank(RankRequest(text=query, k=20))
+        assert [i.id for i in response.items] == hybrid and {i.stage for i in response.items} == {"fusion"}
+        assert response.stages == ["bm25", "vector"] and not response.degraded
+        assert response.rerank["status"] == "no_reranker" and "no blessed re-ranker" in response.rerank["reason"]
+        assert response.to_dict()["rerank"]["status"] == "no_reranker"
+        assert ranker.rerank_outcomes()["no_reranker"] == 1 and ranker.rerank_outcomes()["reranked"] == 0
+    with make_ranker(server_address, shared_index, reranker_model="") as ranker:  # none configured
+        response = ranker.rank(RankRequest(text=query, k=20))
+        assert response.rerank["status"] == "no_reranker" and [i.id for i in response.items] == hybrid
+
+
+def test_a_spent_time_budget_means_hybrid_order_and_the_response_says_so(server_address, shared_index):
+    query = "waterproof rain jacket"
+    with make_ranker(server_address, shared_index) as ranker:
+        hybrid = [i.id for i in ranker.rank(RankRequest(text=query, k=20, rerank=False)).items]
+        reranked = ranker.rank(RankRequest(text=query, k=20))
+        assert reranked.rerank == {"status": "reranked", "depth": 72, "reason": None}
+        # The budget is the re-rank call's deadline: past it the call is abandoned (DEADLINE_EXCEEDED).
+        with pytest.raises(ModelTimeout):
+            ranker.models.rerank(query, [ranker.index.items[0].full_text] * 72, timeout=1e-4)
+    with make_ranker(server_address, shared_index, request_budget_ms=0.001) as ranker:
+        response = ranker.rank(RankRequest(text=query, k=20))
+        assert [i.id for i in response.items] == hybrid and "rerank" not in response.stages
+        assert response.rerank["status"] == "time_budget" and "0.001 ms budget" in response.rerank["reason"]
+        assert not response.degraded and ranker.rerank_outcomes()["time_budget"] == 1
+
+
+def test_the_pipeline_blesses_with_the_figure_apps_ranker_evaluate_reports(server_address, trained_ranking_models,
+                                                                           demo_data_dir, tmp_path):
+    # `--holdout 0.25` is the demo configs' eval split (75/25 by query id): the Evaluator's queries.
+    output = tmp_path / "evaluation.json"
+    assert cli.main(["--server", server_address, "--index", str(tmp_path / "index"), "evaluate",
+                     str(demo_data_dir / "catalog"), "--split", "train", "--holdout", "0.25",
+                     "--output", str(output)], io.StringIO()) == 0
+    report = json.loads(output.read_text())
+    assert report["rerank_depth"] == 20  # the app's configured depth, as in the demo pipeline configs
+    for task, system in (("catalog_embedder", "embedder"), ("catalog_reranker", "hybrid+rerank")):
+        record = trained_ranking_models.records[task]
+        evaluator = next(c for c in record["components"] if c["id"] == "Evaluator")
+        pipeline = json.loads((Path(evaluator["artifacts"]["evaluation"]["uri"]) / "evaluation.json").read_text())
+        assert pipeline["candidate"]["num_queries"] == report["queries"] and pipeline["documents"] == 72
+        for metric in ("ndcg_at_10", "recall_at_100", "mrr_at_10"):
+            assert report["metrics"][system][metric] == pytest.approx(pipeline["candidate"][metric], abs=0.005)
+            assert report["metrics"]["hybrid"][metric] == pytest.approx(
+                pipeline["candidate"]["systems"]["hybrid"][metric], abs=0.005)
 
 
 def test_score_fusion_is_configurable(server_address, shared_index):

@@ -14,19 +14,22 @@ from apps.ranker.config import HttpConfig, load_config, with_overrides
 from apps.ranker.ranker import Ranker
 from apps.ranker.web import RankHttpServer
 
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def request(port: int, method: str, path: str, body: bytes | dict | None = None) -> tuple[int, dict, http.client.HTTPMessage]:
+def request(port: int, method: str, path: str,
+            body: bytes | dict | None = None) -> tuple[int, dict, http.client.HTTPMessage]:
     payload = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request(method, path, payload, {"Content-Type": "application/json"})
         response = connection.getresponse()
-        return response.status, json.loads(response.read()), response.headers  # case-insensitive, as HTTP header names are
+        # The headers are case-insensitive, as HTTP header names are.
+        return response.status, json.loads(response.read()), response.headers
     finally:
         connection.close()
 
@@ -46,8 +49,10 @@ def index_dir(server_address, demo_data_dir, tmp_path_factory):
     return directory
 
 
-def serve(address: str, index, **retrieval):
-    config = with_overrides(load_config(), address=address, index_path=index, **retrieval)
+def serve(address: str, index, reranker_model: str | None = None, **retrieval):
+    retrieval = {"rerank_depth": 100, "request_budget_ms": 0.0, **retrieval}  # no budget fallbacks under load
+    config = with_overrides(load_config(), address=address, index_path=index, reranker_model=reranker_model,
+                            **retrieval)
     config = dataclasses.replace(config, http=HttpConfig(port=0, retry_after_seconds=7, max_request_bytes=4096))
     return RankHttpServer(Ranker(config), config.http)
 
@@ -90,6 +95,22 @@ def test_bad_input_is_a_4xx_naming_the_problem(port, body, status, problem):
     got, answer, _ = request(port, "POST", "/v1/rank", body)
     assert (got, answer["error"]) == (status, problem), answer
     assert answer["message"]
+
+
+def test_without_a_blessed_reranker_the_answer_and_the_metrics_say_hybrid(server_address, index_dir):
+    with serve(server_address, index_dir, reranker_model="catalog_reranker_unblessed") as server:
+        for _ in range(2):
+            status, body, _ = request(server.port, "POST", "/v1/rank", {"text": "tent", "k": 3})
+            assert status == 200 and body["rerank"]["status"] == "no_reranker", body
+            assert body["stages"] == ["bm25", "vector"] and all(i["stage"] == "fusion" for i in body["items"])
+        request(server.port, "POST", "/v1/rank", {"text": "tent", "rerank": False})
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("GET", "/metrics")
+        metrics = connection.getresponse().read().decode()
+        connection.close()
+    assert 'ranker_requests_total{rerank_status="no_reranker"} 2' in metrics
+    assert 'ranker_requests_total{rerank_status="off"} 1' in metrics
+    assert 'ranker_requests_total{rerank_status="reranked"} 0' in metrics
 
 
 def test_unknown_route_is_404(port):

@@ -4,8 +4,9 @@ Both models are the exported SavedModels, called on raw text exactly as the
 server will call them. Writes `evaluation.json`, `report.md` and (for
 classifiers) `confusion_matrix.png`; the `blessing` artifact says whether to push.
 
-Ranking models are scored on each eval query's candidate list (its relevant
-items and mined negatives): nDCG@10, MRR@10 and Recall@1 of that list.
+Ranking models are judged on the ranker app's task (`tfx_pipeline.evaluation.ranking`):
+an embedder by full-corpus retrieval, a re-ranker by re-ranking the hybrid
+(BM25 + pushed embedder) top N, blessed only when it beats hybrid alone.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from tfx_pipeline.config import RANKING_TASKS, EvaluationConfig
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext, PipelineError
 from tfx_pipeline.evaluation.blessing import decide
 from tfx_pipeline.evaluation.metrics import classification_metrics, sliced_metrics, text_length_bucket
-from tfx_pipeline.evaluation.predict import align_columns, predict_probabilities, predict_relevance
-from tfx_pipeline.evaluation.report import draw_confusion_matrix, write_ranking_report, write_report
+from tfx_pipeline.evaluation.predict import align_columns, predict_probabilities
+from tfx_pipeline.evaluation.ranking import HEADLINE as RANKING_HEADLINE
+from tfx_pipeline.evaluation.ranking import RankingSource, evaluate_ranking_model, write_ranking_report
+from tfx_pipeline.evaluation.report import draw_confusion_matrix, write_report
 from tfx_pipeline.model_versions import latest_version, version_identity
-from tfx_pipeline.ranking.metrics import ranking_metrics
 
 HEADLINE = ("num_examples", "accuracy", "macro_f1", "expected_calibration_error")
-RANKING_HEADLINE = ("num_queries", "ndcg_at_10", "mrr_at_10", "recall_at_1")
 
 
 def _column(rows: list[dict[str, str | None]], name: str) -> list[str]:
@@ -44,22 +45,30 @@ class Evaluator(Component):
     LOCAL_FILES = True  # TensorFlow loads the SavedModels; reports are drawn to files.
 
     def __init__(self, model: Channel, examples: Channel, evaluation: EvaluationConfig,
-                 model_base_path: str, model_name: str, split: str = "eval"):
+                 model_base_path: str, model_name: str, split: str = "eval", ranking: RankingSource | None = None):
         super().__init__({"model": model, "examples": examples})
         self.evaluation, self.split = evaluation, split
         self.model_dir = storage.join(model_base_path, model_name)
         self.model_name = model_name
+        self.ranking = ranking  # for ranking models: the corpus, judgements and first-stage embedder
+        self.embedder_dir = (storage.join(model_base_path, ranking.embedder_model)
+                             if ranking is not None and ranking.embedder_model else None)
 
     def fingerprint_data(self):
-        return [dataclasses.asdict(self.evaluation), self.split]
+        return [dataclasses.asdict(self.evaluation), self.split,
+                dataclasses.asdict(self.ranking) if self.ranking else None]
 
     def external_fingerprint(self):
-        """The baseline: whichever version is being served now."""
-        latest = latest_version(self.model_dir)
-        if latest is None:
-            return None
-        version, path = latest
-        return {"version": version, "model": version_identity(path)}
+        """The baseline: whichever version is being served now (and, for ranking models, the pushed
+        embedder of the first stage and the BEIR files)."""
+        state: dict = {}
+        for key, directory in (("baseline", self.model_dir), ("embedder", self.embedder_dir)):
+            latest = latest_version(directory) if directory else None
+            if latest is not None:
+                state[key] = {"version": latest[0], "model": version_identity(latest[1])}
+        if self.ranking is not None:
+            state["beir"] = storage.file_states(storage.join(self.ranking.beir_dir, "**"))
+        return state or None
 
     def execute(self, ctx: ExecutionContext):
         rows = read_split_rows(ctx.inputs["examples"].uri, self.split)
@@ -101,32 +110,14 @@ class Evaluator(Component):
         return self._write_outputs(ctx, evaluation, HEADLINE)
 
     def _evaluate_ranking(self, ctx: ExecutionContext, task: str, rows: list[dict[str, str | None]]):
-        # `query_id` and `item_id` are the HardNegativeMiner's row columns.
-        queries, items = _column(rows, "text"), _column(rows, "text_pair")
-        pair_ids = list(zip(_column(rows, "query_id"), _column(rows, "item_id")))
-        qrels: dict[str, dict[str, int]] = {}
-        for (query_id, item_id), label in zip(pair_ids, _column(rows, "label")):
-            qrels.setdefault(query_id, {})[item_id] = int(label == "relevant")
-
-        def metrics(model_path: str | Path) -> dict:
-            run: dict[str, dict[str, float]] = {}
-            for (query_id, item_id), score in zip(pair_ids, predict_relevance(model_path, task, queries, items)):
-                run.setdefault(query_id, {})[item_id] = float(score)
-            return ranking_metrics(run, qrels, ndcg_k=(10,), recall_k=(1,), mrr_k=(10,))
-
-        evaluation: dict[str, Any] = {"model_name": self.model_name, "split": self.split, "task": task,
-                      "candidate": metrics(ctx.inputs["model"].uri), "baseline": None,
-                      "candidates_per_query": round(len(rows) / max(len(qrels), 1), 2)}
-        latest = latest_version(self.model_dir)
-        if latest is not None:
-            version, path = latest
-            ctx.log.info("evaluating baseline version %d at %s", version, path)
-            with storage.local_copy(path) as local:
-                baseline = metrics(local)
-            evaluation.update(baseline=baseline, baseline_version=version, baseline_path=str(path))
-        blessed, reason = decide(self.evaluation.thresholds, evaluation["candidate"], evaluation["baseline"])
-        evaluation.update(blessed=blessed, reason=reason)
-        ctx.log.info("%s: %s", "BLESSED" if blessed else "NOT BLESSED", reason)
+        """On the ranker app's task: full-corpus retrieval, and re-ranking the hybrid top N
+        (:mod:`tfx_pipeline.evaluation.ranking`, the code ``apps.ranker evaluate`` scores with)."""
+        if self.ranking is None:
+            raise PipelineError("Evaluator: a ranking model needs its BEIR dataset (data.format: beir)")
+        evaluation = evaluate_ranking_model(self.ranking, self.evaluation, task, ctx.inputs["model"].uri, rows,
+                                            self.model_dir, self.embedder_dir, ctx.log)
+        evaluation.update(model_name=self.model_name, split=self.split)
+        ctx.log.info("%s: %s", "BLESSED" if evaluation["blessed"] else "NOT BLESSED", evaluation["reason"])
         write_ranking_report(evaluation, RANKING_HEADLINE, Path(ctx.output_dirs["evaluation"]) / "report.md")
         return self._write_outputs(ctx, evaluation, RANKING_HEADLINE)
 

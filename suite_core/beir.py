@@ -21,8 +21,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 
 class BeirFormatError(ValueError):
