@@ -6,6 +6,7 @@
     python -m tfx_pipeline.benchmarks multi-worker    # tiny-BERT training: one process vs 2 worker processes
     python -m tfx_pipeline.benchmarks memory          # peak RSS of a whole pipeline run on Banking77
     python -m tfx_pipeline.benchmarks full-training   # Banking77 and Financial PhraseBank: accuracy, F1, time
+    python -m tfx_pipeline.benchmarks compression --config tfx_pipeline/configs/banking77.yaml  # fp32 vs variants
     python -m tfx_pipeline.benchmarks all
 
 Every comparison is measured in the same run, on the same data, so the
@@ -248,16 +249,96 @@ def benchmark_full_training(work: Path) -> dict:
     return results
 
 
+def benchmark_compression(work: Path, config_path: Path, variants_json: str | None, seconds: float,
+                          rounds: int) -> dict:
+    """The fp32 teacher of the latest run under the configuration's pipeline root against each
+    compression variant (`--variants` JSON, else the configuration's), side by side in one run:
+    accuracy vs the teacher on the eval rows, examples/s per core at batch 1 and 32, size, peak
+    memory, cost per 1M predictions. Variants already built under the work dir are reused."""
+    import numpy as np
+
+    from tfx_pipeline.beam.examples import read_split_rows, split_pattern
+    from tfx_pipeline.compression import speed
+    from tfx_pipeline.compression.students import agreement
+    from tfx_pipeline.compression.variants import build_variant
+    from tfx_pipeline.config import CompressionVariant, build_dataclass
+    from tfx_pipeline.evaluation.metrics import classification_metrics
+    from tfx_pipeline.evaluation.predict import align_columns, predict_probabilities
+    from tfx_pipeline.model.training import TrainerArgs
+    from tfx_pipeline.runner import list_runs
+
+    config = PipelineConfig.from_file(config_path)
+    record = next((r for r in list_runs(config.root)
+                   if any(c["id"] == "Trainer" for c in r["components"])), None)
+    if record is None:
+        raise SystemExit(f"no run with a trained model under {config.root}")
+    artifacts = {c["id"]: c["artifacts"] for c in record["components"]}
+    teacher_dir = artifacts["Trainer"]["model"]["uri"]
+    examples = artifacts["Transform"]["transformed_examples"]
+    variants = (tuple(build_dataclass(CompressionVariant, v, f"variants[{i}]", "--variants")
+                      for i, v in enumerate(json.loads(variants_json))) if variants_json
+                else config.compression.variants)
+    models = {"fp32 teacher": teacher_dir}
+    built = {}
+    for variant in variants:
+        out = work / "variants" / variant.name
+        if not (out / "model" / "saved_model.pb").exists():
+            started = time.perf_counter()
+            built[variant.name] = build_variant(variant, teacher_dir, TrainerArgs(
+                train_files=split_pattern(examples["uri"], "train"), eval_files=split_pattern(examples["uri"], "eval"),
+                num_train_examples=examples["properties"]["split_counts"]["train"],
+                transform_graph_dir=artifacts["Transform"]["transform_graph"]["uri"],
+                serving_model_dir=out / "model", backup_dir=out / "backup", model_run_dir=out / "run",
+                model=config.model, training=config.training))
+            built[variant.name]["build_seconds"] = round(time.perf_counter() - started, 1)
+            (out / "build.json").write_text(json.dumps(built[variant.name]))
+        models[variant.name] = str(out / "model")
+    rows = read_split_rows(artifacts["ExampleValidator"]["examples"]["uri"], "eval")
+    texts = [row["text"] for row in rows]
+    teacher_probabilities, class_names = predict_probabilities(Path(teacher_dir), texts)
+    labels = [class_names.index(row["label"]) for row in rows]
+    timed = speed.compare(models, texts, (1, 32), seconds, rounds)
+    table = {}
+    for name, directory in models.items():
+        probabilities, names = predict_probabilities(Path(directory), texts)
+        probabilities = align_columns(probabilities, names, class_names)
+        metrics = classification_metrics(np.array(labels), probabilities, class_names)
+        rates = timed[name]["examples_per_second"]
+        table[name] = {"accuracy": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4),
+                       "agreement": round(agreement(teacher_probabilities, probabilities), 4),
+                       "per_core_batch_1": rates["1"], "per_core_batch_32": rates["32"],
+                       "latency_ms_batch_1": timed[name]["latency_ms_batch_1"],
+                       "size_mib": speed.model_size_mib(directory), "peak_memory_mib": timed[name]["peak_memory_mib"],
+                       "cost_per_million": round(speed.cost_per_million(
+                           rates["32"], config.compression.price_per_core_hour), 5)}
+    teacher = table["fp32 teacher"]
+    print(f"{'model':<16}{'acc':>8}{'d acc':>8}{'agree':>8}{'b1 ex/s':>9}{'x':>6}{'b32 ex/s':>10}{'x':>6}"
+          f"{'MiB':>8}{'peak':>8}{'$/1M':>9}{'x':>6}")
+    for name, row in table.items():
+        print(f"{name:<16}{row['accuracy']:>8.4f}{row['accuracy'] - teacher['accuracy']:>+8.4f}{row['agreement']:>8.4f}"
+              f"{row['per_core_batch_1']:>9.1f}{row['per_core_batch_1'] / teacher['per_core_batch_1']:>6.2f}"
+              f"{row['per_core_batch_32']:>10.1f}{row['per_core_batch_32'] / teacher['per_core_batch_32']:>6.2f}"
+              f"{row['size_mib']:>8.1f}{row['peak_memory_mib']:>8.0f}{row['cost_per_million']:>9.4f}"
+              f"{row['cost_per_million'] / teacher['cost_per_million']:>6.2f}", flush=True)
+    return {"teacher": teacher_dir, "run_id": record["run_id"], "eval_rows": len(rows),
+            "price_per_core_hour": config.compression.price_per_core_hour, "models": table, "built": built}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfx_pipeline.benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("benchmark", choices=["beam", "trainer", "distribution", "multi-worker", "memory",
-                                              "full-training", "all",
+                                              "full-training", "compression", "all",
                                               "_trainer-worker", "_distribution-worker"])
     parser.add_argument("--work-dir", type=Path, help="scratch directory (default: a new temporary one)")
     parser.add_argument("--steps", type=int, default=12, help="training steps per trainer measurement")
     parser.add_argument("--scale", type=int, default=20, help="beam: copies of Banking77's training rows")
     parser.add_argument("--runners", default="fn_api,dask", help="beam: runners to compare (fn_api, dask)")
+    parser.add_argument("--config", type=Path, default=CONFIGS / "banking77.yaml",
+                        help="compression: the teacher is the latest run's model under this config's pipeline root")
+    parser.add_argument("--variants", help="compression: JSON list of variants (default: the config's)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="compression: timing per model and batch size")
+    parser.add_argument("--rounds", type=int, default=2, help="compression: timing rounds, models taking turns")
     args = parser.parse_args(argv)
     workers = {"_trainer-worker": _trainer_worker, "_distribution-worker": _distribution_worker}
     if args.benchmark in workers:
@@ -270,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "trainer": lambda: benchmark_trainer(args.steps),
                "distribution": lambda: _run_worker("_distribution-worker", args.steps),
                "multi-worker": lambda: benchmark_multi_worker(work / "multi_worker"),
-               "memory": lambda: benchmark_memory(work), "full-training": lambda: benchmark_full_training(work)}
+               "memory": lambda: benchmark_memory(work), "full-training": lambda: benchmark_full_training(work),
+               "compression": lambda: benchmark_compression(work / "compression", args.config, args.variants,
+                                                            args.seconds, args.rounds)}
     for name in chosen:
         print(f"== {name}", flush=True)
         print(json.dumps(runners[name](), indent=2), flush=True)

@@ -34,6 +34,7 @@ from tfx_pipeline.components import (
     Trainer,
     Transform,
 )
+from tfx_pipeline.components.compressor import compression_components
 from tfx_pipeline.components.hard_negative_miner import LABELS, ROW_COLUMNS
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.dsl import Pipeline
@@ -77,6 +78,8 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         name=config.name,
         root=config.root,
         components=[*([miner] if miner else []), example_gen, statistics_gen, schema_gen, example_validator,
-                    transform, trainer, evaluator, pusher],
+                    transform, trainer, evaluator, pusher,
+                    # Cheaper variants of a blessed teacher (`compression.variants`; none by default).
+                    *compression_components(config, trainer, transform, evaluator, example_validator)],
         beam_args=config.beam_args,
     )

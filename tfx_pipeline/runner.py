@@ -203,6 +203,17 @@ def _summarise(produced: Mapping[tuple[str, str], Artifact]) -> dict[str, Any]:
         elif key == "pushed_model":
             summary["pushed_version"] = artifact.properties.get("version")
             summary["pushed_path"] = artifact.properties.get("path")
+        elif key in ("variant_evaluation", "variant_blessing", "pushed_variant"):
+            # Compression variants: headline (cost per 1M predictions included), decision, push.
+            entry = summary.setdefault("variants", {}).setdefault(artifact.properties.get("variant"), {})
+            if key == "variant_evaluation":
+                entry.update(model_name=artifact.properties.get("model_name"),
+                             metrics=artifact.properties.get("headline"))
+            elif key == "variant_blessing":
+                entry.update(blessed=artifact.properties.get("blessed"), reason=artifact.properties.get("reason"))
+            else:
+                entry.update(pushed_version=artifact.properties.get("version"),
+                             pushed_path=artifact.properties.get("path"))
     return summary
 
 

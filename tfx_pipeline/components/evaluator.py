@@ -41,7 +41,10 @@ def _column(rows: list[dict[str, str | None]], name: str) -> list[str]:
 
 
 class Evaluator(Component):
-    OUTPUTS = {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"}
+    # `verdict` is the blessing decision alone (fingerprinted by it): steps that only need to
+    # know whether the model is blessed, such as the Compressor, stay cached when the Evaluator
+    # runs again against a new baseline and decides the same.
+    OUTPUTS = {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing", "verdict": "ModelVerdict"}
     LOCAL_FILES = True  # TensorFlow loads the SavedModels; reports are drawn to files.
 
     def __init__(self, model: Channel, examples: Channel, evaluation: EvaluationConfig,
@@ -57,6 +60,11 @@ class Evaluator(Component):
     def fingerprint_data(self):
         return [dataclasses.asdict(self.evaluation), self.split,
                 dataclasses.asdict(self.ranking) if self.ranking else None]
+
+    def output_fingerprint(self, key: str, uri: str, execution_fingerprint: str) -> str:
+        if key == "verdict":
+            return "verdict/" + ("blessed" if storage.exists(storage.join(uri, "BLESSED")) else "not_blessed")
+        return super().output_fingerprint(key, uri, execution_fingerprint)
 
     def external_fingerprint(self):
         """The baseline: whichever version is being served now (and, for ranking models, the pushed
@@ -127,10 +135,12 @@ class Evaluator(Component):
         blessed, reason = evaluation["blessed"], evaluation["reason"]
         storage.write_text(storage.join(ctx.output_dirs["blessing"], "BLESSED" if blessed else "NOT_BLESSED"),
                            reason + "\n")
+        storage.write_text(storage.join(ctx.output_dirs["verdict"], "BLESSED" if blessed else "NOT_BLESSED"), "-\n")
         headline = {key: evaluation["candidate"][key] for key in headline_keys}
         baseline = evaluation["baseline"]
         baseline_headline = {key: baseline[key] for key in headline_keys} if baseline else None
         return {"evaluation": {"headline": headline, "baseline": baseline_headline,
                                "report": storage.join(out, "report.md")},
                 "blessing": {"blessed": blessed, "reason": reason,
-                             "baseline_version": evaluation.get("baseline_version")}}
+                             "baseline_version": evaluation.get("baseline_version")},
+                "verdict": {"blessed": blessed}}

@@ -53,8 +53,9 @@ class Pusher(Component):
     OUTPUTS = {"pushed_model": "PushedModel"}
     LOCAL_FILES = True  # Warm-up requests are written with TensorFlow, into a local copy.
 
-    def __init__(self, model: Channel, blessing: Channel, examples: Channel, push: PushConfig, model_name: str):
-        super().__init__({"model": model, "blessing": blessing, "examples": examples})
+    def __init__(self, model: Channel, blessing: Channel, examples: Channel, push: PushConfig, model_name: str,
+                 component_id: str | None = None):
+        super().__init__({"model": model, "blessing": blessing, "examples": examples}, component_id)
         self.push, self.model_name = push, model_name
         self.model_dir = storage.join(push.model_base_path, model_name)
 

@@ -1,0 +1,131 @@
+"""Examples/s per core of an exported classifier, timed in a fresh process on one thread.
+
+One thread is one core: the figure times a price per core-hour is the cost,
+and it does not depend on how many cores the measuring machine has or how
+busy its other cores are. A process of its own per model makes its peak
+resident memory that model's alone (the TensorFlow runtime included).
+
+Example (prints one JSON object):
+
+    python -m tfx_pipeline.compression.speed --model work/models/intent/1 --texts texts.json \
+        --batch-sizes 1 32 --seconds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def measure_in_process(model_dir: str | Path, texts: Sequence[str], batch_sizes: Sequence[int],
+                       seconds: float) -> dict[str, Any]:
+    """Throughput per batch size of `serving_default` on `texts` (taken in order,
+    cycling), and batch-1 latency percentiles. Call in a process whose TensorFlow
+    thread pools are already set (see `main`)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfx_pipeline.evaluation.predict import load_saved_model
+
+    started = time.monotonic()
+    signature = load_saved_model(Path(model_dir)).signatures["serving_default"]
+    load_seconds = time.monotonic() - started
+    result: dict[str, Any] = {"load_seconds": round(load_seconds, 2), "examples_per_second": {}}
+    for batch_size in batch_sizes:
+        # Consecutive texts, cycling: the eval split's mix of lengths, as traffic brings it.
+        batches = [[texts[(start + i) % len(texts)] for i in range(batch_size)]
+                   for start in range(0, max(len(texts), batch_size), batch_size)]
+        for batch in batches[:3]:  # Traces the graphs of the first padded widths before timing.
+            signature(text=tf.constant(batch))
+        latencies, examples, begin, calls = [], 0, time.perf_counter(), 0
+        while time.perf_counter() - begin < seconds:
+            call_started = time.perf_counter()
+            signature(text=tf.constant(batches[calls % len(batches)]))
+            calls += 1
+            latencies.append(time.perf_counter() - call_started)
+            examples += batch_size
+        elapsed = time.perf_counter() - begin
+        result["examples_per_second"][str(batch_size)] = round(examples / elapsed, 2)
+        if batch_size == 1:
+            result["latency_ms_batch_1"] = {"p50": round(float(np.percentile(latencies, 50)) * 1000, 3),
+                                            "p99": round(float(np.percentile(latencies, 99)) * 1000, 3)}
+    result["peak_memory_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def measure(model_dir: str | Path, texts: Sequence[str], batch_sizes: Sequence[int], seconds: float,
+            timeout: float = 900) -> dict[str, Any]:
+    """`measure_in_process` in a child process on one thread; its JSON result."""
+    with tempfile.TemporaryDirectory() as scratch:
+        texts_file = Path(scratch) / "texts.json"
+        texts_file.write_text(json.dumps(list(texts)))
+        command = [sys.executable, "-m", "tfx_pipeline.compression.speed", "--model", str(model_dir),
+                   "--texts", str(texts_file), "--seconds", str(seconds),
+                   "--batch-sizes", *map(str, batch_sizes)]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if completed.returncode != 0:
+        raise RuntimeError(f"speed measurement of {model_dir} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def compare(models: dict[str, str | Path], texts: Sequence[str], batch_sizes: Sequence[int], seconds: float,
+            rounds: int) -> dict[str, dict[str, Any]]:
+    """Each model measured `rounds` times, the models taking turns, so that a
+    slow minute on a shared machine hits all of them; each keeps its best round
+    (interference only ever slows a run down)."""
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(max(rounds, 1)):
+        for name, model_dir in models.items():
+            measured = measure(model_dir, texts, batch_sizes, seconds)
+            kept = best.setdefault(name, measured)
+            for size, rate in measured["examples_per_second"].items():
+                if rate > kept["examples_per_second"][size]:
+                    kept["examples_per_second"][size] = rate
+                    if size == "1":
+                        kept["latency_ms_batch_1"] = measured["latency_ms_batch_1"]
+            kept["peak_memory_mib"] = max(kept["peak_memory_mib"], measured["peak_memory_mib"])
+    return best
+
+
+def cost_per_million(examples_per_second_per_core: float, price_per_core_hour: float) -> float:
+    """Price of 1M predictions at this throughput per core.
+
+    >>> round(cost_per_million(100.0, 0.05), 4)  # 10,000 core-seconds
+    0.1389
+    """
+    return 1e6 / max(examples_per_second_per_core, 1e-9) / 3600 * price_per_core_hour
+
+
+def model_size_mib(model_dir: str | Path) -> float:
+    """Bytes of a SavedModel directory (graph, variables, assets), in MiB."""
+    return round(sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file()) / 2**20, 2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--texts", required=True, help="JSON list of texts")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    import tfx_pipeline  # noqa: F401  The suite's TensorFlow settings (oneDNN) before TensorFlow loads.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    texts = json.loads(Path(args.texts).read_text())
+    print(json.dumps(measure_in_process(args.model, texts, args.batch_sizes, args.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Builds one `CompressionVariant` of an exported teacher classifier.
+
+A student (fewer layers and/or a shorter sequence) is fitted with the
+Trainer's own recipe (`Fitter`): same data pipeline, optimizer, early
+stopping and resumable backups, its targets the teacher's probabilities on
+each training example mixed with the label, as the `distill` ensemble does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tfx_pipeline.compression.students import (
+    backbone_of,
+    initialise_from_teacher,
+    kept_layers,
+    load_teacher,
+    student_architecture,
+)
+from tfx_pipeline.config import CompressionVariant, ConfigError, EnsembleConfig
+from tfx_pipeline.model.export import export_text_classifier
+from tfx_pipeline.model.preprocessing import TextPreprocessor
+from tfx_pipeline.model.training import Fitter, TaskModel, TrainerArgs
+from tfx_pipeline.model.transform_graph import load_transform_graph
+
+CLASSIFIER_TASKS = ("text_classification", "text_pair_classification")
+
+
+class StudentFitter(Fitter):
+    """The Trainer's `Fitter` whose fresh model starts from the teacher's layers."""
+
+    def __init__(self, args: TrainerArgs, teacher: keras.Model, layers: list[int]):
+        super().__init__(args)
+        self.teacher, self.layers = teacher, layers
+
+    def task_model(self, seed: int) -> TaskModel:
+        task = super().task_model(seed)
+        initialise_from_teacher(task.exported, self.teacher, self.layers)
+        return task
+
+
+def build_variant(variant: CompressionVariant, teacher_dir: str | Path, args: TrainerArgs) -> dict[str, Any]:
+    """Writes the variant's SavedModel to `args.serving_model_dir`, with the
+    teacher's signatures; returns what was done (layers kept, training summary).
+
+    `args` are the teacher's Trainer arguments; its `backup_dir` and
+    `model_run_dir` are where the student's checkpoints and logs go.
+    """
+    if args.model.task not in CLASSIFIER_TASKS:
+        raise ConfigError(f"compression: variants are made of classifiers, not {args.model.task} models")
+    preprocessor, class_names = load_transform_graph(args.transform_graph_dir)
+    teacher = load_teacher(teacher_dir, args.model, len(class_names), preprocessor.vocabulary_size)
+    teacher_layers = backbone_of(teacher).num_layers
+    num_layers = variant.num_layers or teacher_layers
+    sequence_length = variant.sequence_length or args.model.sequence_length
+    summary: dict[str, Any] = {"teacher_layers": teacher_layers, "num_layers": num_layers,
+                               "sequence_length": sequence_length, "int8": variant.int8}
+    model = teacher
+    if num_layers != teacher_layers or sequence_length != args.model.sequence_length:
+        layers = kept_layers(teacher_layers, num_layers)
+        # Trained on the teacher's token ids (truncated at the teacher's length): a shorter
+        # student is cut to its own length when it serves.
+        student_args = dataclasses.replace(
+            args,
+            model=dataclasses.replace(args.model, backbone=dataclasses.replace(
+                args.model.backbone, architecture=student_architecture(teacher, num_layers))),
+            training=dataclasses.replace(
+                args.training, epochs=variant.epochs, learning_rate=variant.learning_rate, cpu_tuning="off",
+                ensemble=EnsembleConfig(members=1, soft_target_weight=variant.soft_target_weight)))
+        fitter = StudentFitter(student_args, teacher, layers)
+        started = time.monotonic()
+        soft_targets = fitter.soft_targets([teacher])
+        task, fitted = fitter.fit(student_args.training.seed, args.backup_dir, soft_targets=soft_targets)
+        model = task.exported
+        summary.update(kept_teacher_layers=layers, soft_target_seconds=round(time.monotonic() - started, 2),
+                       training=fitted)
+    if variant.int8:
+        model.quantize("int8")
+    served = TextPreprocessor(preprocessor.tokenizer.get_vocabulary(), sequence_length, preprocessor.lowercase)
+    export_text_classifier(model, served, class_names, args.serving_model_dir,
+                           text_pair=args.model.task == "text_pair_classification")
+    return summary
