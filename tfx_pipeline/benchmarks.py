@@ -294,9 +294,9 @@ def benchmark_compression(work: Path, config_path: Path, variants_json: str | No
             (out / "build.json").write_text(json.dumps(built[variant.name]))
         models[variant.name] = str(out / "model")
     rows = read_split_rows(artifacts["ExampleValidator"]["examples"]["uri"], "eval")
-    texts = [row["text"] for row in rows]
+    texts = [row["text"] or "" for row in rows]
     teacher_probabilities, class_names = predict_probabilities(Path(teacher_dir), texts)
-    labels = [class_names.index(row["label"]) for row in rows]
+    labels = [class_names.index(str(row["label"])) for row in rows]
     timed = speed.compare(models, texts, (1, 32), seconds, rounds)
     table = {}
     for name, directory in models.items():
