@@ -191,6 +191,15 @@ def format_run(record: dict) -> str:
         lines.append(f"  {'blessed' if record['blessed'] else 'NOT blessed'}: {record.get('blessing_reason')}")
     if record.get("pushed_version"):
         lines.append(f"  serving version {record['pushed_version']}: {record['pushed_path']}")
+    for name, variant in (record.get("variants") or {}).items():
+        metrics = variant.get("metrics") or {}
+        pushed = (f"version {variant['pushed_version']} of {variant.get('model_name')}" if variant.get("pushed_version")
+                  else "not pushed")
+        facts = (f"accuracy {metrics['accuracy']:.4f} (teacher {metrics['teacher_accuracy']:.4f}), speed-up "
+                 f"{metrics['speedup_batch_1']:.2f}x / {metrics['speedup_served_batch']:.2f}x, cost per 1M "
+                 f"{metrics['cost_per_million']:.4f} (teacher {metrics['teacher_cost_per_million']:.4f}); "
+                 if metrics.get("cost_per_million") is not None else "")
+        lines.append(f"  variant {name}: {pushed}: {facts}{variant.get('reason')}")
     lines.append(f"  record: {storage.join(record['pipeline_root'], 'runs', record['run_id'] + '.json')}")
     return "\n".join(lines)
 

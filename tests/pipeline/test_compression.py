@@ -10,6 +10,7 @@ from serving.client import ClientConfig, ServingClient
 from serving.servable import Servable
 from serving.warmup import run_warmup
 from tests.conftest import start_model_server, tiny_config
+from tfx_pipeline.cli import format_run
 from tfx_pipeline.model_versions import versions
 from tfx_pipeline.pipeline import create_pipeline
 from tfx_pipeline.runner import LocalDagRunner
@@ -98,6 +99,7 @@ def test_cost_per_million_is_in_the_run_record(compressed):
     rate = evaluation["variant"]["examples_per_second"]["8"]
     assert metrics["cost_per_million"] == pytest.approx(1e6 / rate / 3600 * 0.05, rel=1e-3)
     assert evaluation["variant"]["peak_memory_mib"] > 0
+    assert "variant fast: version 1 of intent_fast: accuracy" in format_run(record)  # `suite-pipeline run`
     assert "cost per 1M predictions" in Path(component(record, "VariantEvaluator.fast")["artifacts"][
         "variant_evaluation"]["properties"]["report"]).read_text()
 
