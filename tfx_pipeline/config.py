@@ -125,6 +125,14 @@ class ModelConfig:
     # `mean_cls`: the mean of the token vectors and BERT's pooled [CLS], concatenated.
     pooling: Literal["mean", "cls", "mean_cls"] = "mean"
     dropout: float = 0.1
+    # `text_pair_ranking` only. `pairwise`: trained on (query + relevant item, query + mined
+    # negative) pairs with a logistic ranking loss on their score gap (plus half the pointwise
+    # cross-entropy); `pointwise`: cross-entropy on each labelled pair alone.
+    ranking_loss: Literal["pointwise", "pairwise"] = "pointwise"
+
+    @property
+    def is_pairwise(self) -> bool:
+        return self.task == "text_pair_ranking" and self.ranking_loss == "pairwise"
 
 
 # A Keras dtype policy name, or `auto`.

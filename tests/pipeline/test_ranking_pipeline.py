@@ -78,6 +78,22 @@ def test_all_rows_of_a_query_land_in_one_split(trained_ranking_models):
     assert queries["train"] and queries["eval"] and not queries["train"] & queries["eval"]
 
 
+def test_the_pairwise_reranker_trains_on_each_querys_relevant_negative_pairs(trained_ranking_models):
+    from tfx_pipeline.beam.examples import read_split_rows
+    record = trained_ranking_models.records["catalog_reranker"]
+    rows = read_split_rows(artifact_uri(record, "ExampleValidator", "examples"), "train")
+    per_query: dict[str, list[int]] = {}
+    for row in rows:
+        counts = per_query.setdefault(row["query_id"], [0, 0])
+        counts[row["label"] != "relevant"] += 1
+    expected = sum(max(p, n) for p, n in per_query.values() if p and n)
+    transform = component(record, "Transform")["artifacts"]["transformed_examples"]
+    assert transform["properties"]["split_counts"]["train"] == expected > len(per_query)
+    history = component(record, "Trainer")["artifacts"]["model_run"]["properties"]["history"]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history)  # pairwise accuracy
+    assert history["loss"][-1] < history["loss"][0]
+
+
 def test_embedder_serves_unit_vectors_that_rank_the_relevant_item_first(trained_ranking_models):
     model = load_saved_model(trained_ranking_models.model_base_path / "catalog_embedder" / "1")
     signature = model.signatures["serving_default"]

@@ -5,7 +5,9 @@ what the Trainer embeds in the exported model, so the ids written here are the
 ids the server computes from raw strings.
 
 Classifiers and the cross-encoder get one example per row (a pair packed into
-one sequence). The embedder gets one example per relevant row, holding the
+one sequence); a pairwise cross-encoder (`model.ranking_loss: pairwise`) one
+per (relevant item, mined negative) pair of a query, both packed with the query.
+The embedder gets one example per relevant row, holding the
 query, that item, and one of the query's mined negatives, each tokenized alone:
 its training contrasts the item with the negative and the batch's other items.
 """
@@ -71,25 +73,57 @@ class TokenizeEmbeddingTriples(beam.DoFn):
                                     "negative_ids": negative_ids[i % len(negative_ids)]})
 
 
+class TokenizeRankingPairs(beam.DoFn):
+    """(query id, its rows) -> pairwise re-ranker examples: `token_ids`/`segment_ids` of the query packed
+    with a relevant item, `negative_ids`/`negative_segment_ids` with one of its mined negatives; every
+    negative once (relevant items taken round-robin), every relevant item at least once."""
+
+    def __init__(self, transform_graph_dir: str, counter: str):
+        self.transform_graph_dir, self.counter = transform_graph_dir, Metrics.counter("Transform", counter)
+
+    def setup(self):
+        self.preprocessor, _ = load_transform_graph(self.transform_graph_dir)
+
+    def process(self, group):
+        _, rows = group
+        rows = sorted(rows, key=lambda row: row["text_pair"])  # Deterministic whatever the shuffle.
+        positives = [row["text_pair"] for row in rows if row["label"] == "relevant"]
+        negatives = [row["text_pair"] for row in rows if row["label"] != "relevant"]
+        if not positives or not negatives:
+            return
+        items = positives + negatives
+        token_ids, segment_ids = self.preprocessor.token_and_segment_id_lists([rows[0]["text"]] * len(items), items)
+        for i in range(max(len(positives), len(negatives))):
+            p, n = i % len(positives), len(positives) + i % len(negatives)
+            self.counter.inc()
+            yield encode_int_lists({"token_ids": token_ids[p], "segment_ids": segment_ids[p],
+                                    "negative_ids": token_ids[n], "negative_segment_ids": segment_ids[n]})
+
+
 class Transform(Component):
     OUTPUTS = {"transformed_examples": "Examples", "transform_graph": "TransformGraph"}
 
     def __init__(self, examples: Channel, schema: Channel, model: ModelConfig, splits: list[str],
                  group_column: str | None = None):
         super().__init__({"examples": examples, "schema": schema})
-        if model.task == "text_embedding" and not group_column:
-            raise ConfigError("model.task text_embedding needs split.group_column (the query id column)")
+        if (model.task == "text_embedding" or model.is_pairwise) and not group_column:
+            raise ConfigError(f"model.task {model.task} ({model.ranking_loss}) needs split.group_column "
+                              "(the query id column)")
         self.model, self.splits, self.group_column = model, list(splits), group_column
 
     def fingerprint_data(self):
         return [self.model.backbone.preset, self.model.sequence_length, self.model.task, self.splits,
-                self.group_column]
+                self.group_column, *(["pairwise"] if self.model.is_pairwise else [])]
 
     def _tokenize(self, rows, split: str, graph_dir: str):
         if self.model.task == "text_embedding":
             return (rows
                     | f"GroupByQuery[{split}]" >> beam.GroupBy(lambda row: row[self.group_column])
                     | f"Tokenize[{split}]" >> beam.ParDo(TokenizeEmbeddingTriples(graph_dir, f"examples:{split}")))
+        if self.model.is_pairwise:
+            return (rows
+                    | f"GroupByQuery[{split}]" >> beam.GroupBy(lambda row: row[self.group_column])
+                    | f"Tokenize[{split}]" >> beam.ParDo(TokenizeRankingPairs(graph_dir, f"examples:{split}")))
         return (rows
                 | f"Batch[{split}]" >> beam.BatchElements(min_batch_size=32, max_batch_size=256)
                 | f"Tokenize[{split}]" >> beam.ParDo(TokenizeRows(graph_dir)))
@@ -105,7 +139,7 @@ class Transform(Component):
                 _ = (self._tokenize(rows, split, graph_dir)
                      | f"Write[{split}]" >> WriteSplit(ctx.output_dirs["transformed_examples"], split))
         counts = ctx.inputs["examples"].properties.get("split_counts", {})
-        if self.model.task == "text_embedding":  # One example per relevant row, not per row.
+        if self.model.task == "text_embedding" or self.model.is_pairwise:  # Per query's rows, not per row.
             counts = {split: run.counters.get(f"examples:{split}", 0) for split in self.splits}
         return {"transformed_examples": {"split_counts": counts},
                 "transform_graph": {"num_classes": len(class_names), "vocabulary_size": preprocessor.vocabulary_size,

@@ -5,6 +5,8 @@
 - `build_text_embedder`: one L2-normalised vector per text (the bi-encoder).
 - `build_contrastive_trainer`: wraps the embedder for training on
   (query, positive, negative) triples against in-batch negatives.
+- `build_pairwise_trainer`: wraps the cross-encoder for training on
+  (query + relevant item, query + mined negative) pairs (`model.ranking_loss: pairwise`).
 
 Example:
 
@@ -140,3 +142,38 @@ def in_batch_accuracy(y_true, y_pred):
     """How often a query's own positive outscores every other item of the batch."""
     targets = keras.ops.arange(keras.ops.shape(y_pred)[0])
     return keras.ops.cast(keras.ops.equal(keras.ops.argmax(y_pred, axis=-1), targets), "float32")
+
+
+PAIR_PARTS = ("positive", "negative")
+
+
+def build_pairwise_trainer(scorer: keras.Model) -> keras.Model:
+    """(query, relevant item) and (query, mined negative) pairs, each packed into one sequence ->
+    [B, 2] relevance scores (the logit gap relevant - irrelevant, what the export serves as `score`).
+
+    Inputs are named `<part>_<feature>`, e.g. `negative_token_ids`; `scorer` is the two-class
+    cross-encoder, trained inside this wrapper and exported alone.
+    """
+    inputs = {f"{part}_{name}": keras.Input(shape=(None,), dtype="int32", name=f"{part}_{name}")
+              for part in PAIR_PARTS for name in ("token_ids", "padding_mask", "segment_ids")}
+    scores = []
+    for part in PAIR_PARTS:
+        logits = keras.ops.cast(scorer({name: inputs[f"{part}_{name}"]
+                                        for name in ("token_ids", "padding_mask", "segment_ids")}), "float32")
+        scores.append(logits[:, 1] - logits[:, 0])
+    return keras.Model(inputs, keras.ops.stack(scores, axis=1), name="pairwise_trainer")
+
+
+def pairwise_loss(y_true, y_pred):
+    """RankNet's logistic loss on s(relevant) - s(negative), plus half the pointwise cross-entropy of
+    each pair (sigmoid of a logit gap is the exported `probability`), so scores order a query's
+    candidates and the probability stays meaningful. `y_true` is unused."""
+    positive, negative = y_pred[:, 0], y_pred[:, 1]
+    ranking = keras.ops.softplus(negative - positive)
+    pointwise = keras.ops.softplus(-positive) + keras.ops.softplus(negative)
+    return ranking + 0.5 * pointwise
+
+
+def pairwise_accuracy(y_true, y_pred):
+    """How often the relevant item outscores the mined negative."""
+    return keras.ops.cast(y_pred[:, 0] > y_pred[:, 1], "float32")

@@ -37,12 +37,21 @@ from tfx_pipeline.model.optimization import LayerwiseAdamW, classification_loss,
 from tfx_pipeline.model.tasks import (
     build_contrastive_trainer,
     build_ensemble_average,
+    build_pairwise_trainer,
     build_text_classifier,
     build_text_embedder,
     in_batch_accuracy,
     in_batch_softmax_loss,
+    pairwise_accuracy,
+    pairwise_loss,
 )
-from tfx_pipeline.model.training_data import label_counts, make_dataset, make_ordered_batches, make_triple_dataset
+from tfx_pipeline.model.training_data import (
+    label_counts,
+    make_dataset,
+    make_ordered_batches,
+    make_pair_dataset,
+    make_triple_dataset,
+)
 from tfx_pipeline.model.transform_graph import load_transform_graph
 
 
@@ -93,6 +102,8 @@ class TaskData:
                 soft_targets: np.ndarray | None = None) -> tf.data.Dataset:
         if self.args.model.task == "text_embedding":
             return make_triple_dataset(files, batch_size, shuffle=shuffle, seed=seed)
+        if self.args.model.is_pairwise:
+            return make_pair_dataset(files, batch_size, shuffle=shuffle, seed=seed)
         training = self.args.training
         return make_dataset(files, batch_size, self.args.model.sequence_length, shuffle=shuffle, seed=seed,
                             num_classes=len(self.class_names), soft_targets=soft_targets,
@@ -116,9 +127,14 @@ class TaskModel:
         self.args, self.class_names = args, class_names
         self.backbone = load_backbone(args.model.backbone, vocabulary_size, args.model.sequence_length)
         self.embedding = args.model.task == "text_embedding"
+        self.pairwise = args.model.is_pairwise
         if self.embedding:
             self.exported = build_text_embedder(self.backbone, args.model.pooling)
             self.trained = build_contrastive_trainer(self.exported)
+        elif self.pairwise:  # the cross-encoder, trained on (relevant, negative) pairs of a query
+            self.exported = build_text_classifier(self.backbone, len(class_names), args.model.pooling,
+                                                  args.model.dropout)
+            self.trained = build_pairwise_trainer(self.exported)
         else:
             self.exported = self.trained = build_text_classifier(
                 self.backbone, len(class_names), args.model.pooling, args.model.dropout)
@@ -126,6 +142,9 @@ class TaskModel:
     def compile_arguments(self) -> dict[str, Any]:
         if self.embedding:
             return {"loss": in_batch_softmax_loss, "metrics": [in_batch_accuracy]}
+        if self.pairwise:  # named accuracy, so early_stopping_monitor val_accuracy works here too
+            return {"loss": pairwise_loss, "metrics": [keras.metrics.MeanMetricWrapper(pairwise_accuracy,
+                                                                                       name="accuracy")]}
         # Class weights arrive as per-example weights in the dataset: they weigh the loss, not the accuracy.
         return {"loss": classification_loss(self.args.training.label_smoothing),
                 "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")]}
@@ -278,6 +297,8 @@ def run_fn(args: TrainerArgs) -> dict[str, Any]:
     ensemble = training.ensemble
     if ensemble.members > 1 and args.model.task == "text_embedding":
         raise ConfigError("training.ensemble: ensembles are for classifiers and re-rankers, not text_embedding")
+    if ensemble.members > 1 and args.model.is_pairwise:
+        raise ConfigError("training.ensemble: not with model.ranking_loss pairwise (its examples are pairs)")
     fitter = Fitter(args)
     fitter.tune_cpu()
     precision = apply_precision_policy(

@@ -152,3 +152,41 @@ def make_triple_dataset(file_pattern: str, batch_size: int, shuffle: bool, seed:
             .padded_batch(batch_size)
             .map(pad_each_part)
             .prefetch(tf.data.AUTOTUNE))
+
+
+PAIR_FEATURES = {name: tf.io.VarLenFeature(tf.int64)
+                 for name in ("token_ids", "segment_ids", "negative_ids", "negative_segment_ids")}
+_PAIR_SOURCES = {"positive": ("token_ids", "segment_ids"), "negative": ("negative_ids", "negative_segment_ids")}
+
+
+def make_pair_dataset(file_pattern: str, batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+    """The pairwise re-ranker's examples -- (query, relevant item) and (query, mined negative), each packed
+    into one sequence -- as `<positive|negative>_<feature>` inputs of `build_pairwise_trainer`, each part
+    padded to a multiple of 16; the label is a placeholder (the positive is always part 0)."""
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if shuffle:
+        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+
+    def parse(record):
+        parsed = tf.io.parse_single_example(record, PAIR_FEATURES)
+        features = {}
+        for part, (ids_name, segments_name) in _PAIR_SOURCES.items():
+            ids = tf.cast(tf.sparse.to_dense(parsed[ids_name]), tf.int32)
+            features.update({f"{part}_token_ids": ids, f"{part}_padding_mask": tf.ones_like(ids),
+                             f"{part}_segment_ids": tf.cast(tf.sparse.to_dense(parsed[segments_name]), tf.int32)})
+        return features
+
+    def pad_each_part(features):
+        padded = {}
+        for part in _PAIR_SOURCES:
+            width = tf.shape(features[f"{part}_token_ids"])[1]
+            extra = (PAD_MULTIPLE - width % PAD_MULTIPLE) % PAD_MULTIPLE
+            padded.update({name: tf.pad(value, [[0, 0], [0, extra]]) for name, value in features.items()
+                           if name.startswith(f"{part}_")})
+        return padded, tf.zeros([tf.shape(features["positive_token_ids"])[0]], tf.int64)
+
+    return (dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+            .padded_batch(batch_size)
+            .map(pad_each_part)
+            .prefetch(tf.data.AUTOTUNE))
