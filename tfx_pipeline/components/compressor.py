@@ -113,7 +113,7 @@ class VariantEvaluator(Component):
             "accuracy": evaluation["variant"]["accuracy"], "teacher_accuracy": evaluation["teacher"]["accuracy"],
             **{key: comparison[key] for key in ("accuracy_drop", "agreement", "speedup_batch_1",
                                                 "speedup_served_batch")},
-            "cost_per_million": evaluation["variant"].get("cost_per_million"),
+            "cost_per_million": evaluation["variant"].get("cost_per_million"),  # None: not timed.
             "teacher_cost_per_million": evaluation["teacher"].get("cost_per_million"),
             "size_mib": evaluation["variant"]["size_mib"], "teacher_size_mib": evaluation["teacher"]["size_mib"],
         }
@@ -121,7 +121,8 @@ class VariantEvaluator(Component):
 
     def compare(self, teacher_dir: str, variant_dir: str, rows: list[dict], text_pair: bool,
                 ctx: ExecutionContext) -> dict[str, Any]:
-        """Quality on `rows`, speed and cost of both models, and the decision."""
+        """Quality on `rows`; for a variant within the accuracy rule, speed and cost of both
+        models (minutes of timing are not spent on a variant that cannot pass); the decision."""
         texts = [row["text"] for row in rows]
         pairs = [row["text_pair"] for row in rows] if text_pair else None
         teacher_probabilities, class_names = predict_probabilities(Path(teacher_dir), texts, pairs)
@@ -129,34 +130,33 @@ class VariantEvaluator(Component):
         variant_probabilities = align_columns(variant_probabilities, variant_names, class_names)
         label_index = {name: i for i, name in enumerate(class_names)}
         labels = np.array([label_index[row["label"]] for row in rows])
-        served = self.compression.served_batch_size
-        ctx.log.info("timing teacher and variant %s on one core each", self.variant.name)
-        # Pair tasks are timed on their first text only: `speed` feeds `text` alone.
-        timed = speed.compare({"teacher": teacher_dir, "variant": variant_dir}, texts, (1, served),
-                              self.compression.measure_seconds, self.compression.measure_rounds) \
-            if not text_pair else None
         models: dict[str, dict[str, Any]] = {}
         for name, probabilities, directory in (("teacher", teacher_probabilities, teacher_dir),
                                                ("variant", variant_probabilities, variant_dir)):
             metrics = classification_metrics(labels, probabilities, class_names, self.calibration_bins)
-            entry: dict[str, Any] = {key: metrics[key] for key in ("accuracy", "macro_f1",
-                                                                    "expected_calibration_error")}
-            entry["size_mib"] = speed.model_size_mib(directory)
-            if timed is not None:
-                entry.update(timed[name])
-                rates = entry["examples_per_second"]
-                price = self.compression.price_per_core_hour
-                entry["cost_per_million"] = round(speed.cost_per_million(rates[str(served)], price), 6)
-                entry["cost_per_million_batch_1"] = round(speed.cost_per_million(rates["1"], price), 6)
-            models[name] = entry
+            models[name] = {key: metrics[key] for key in ("accuracy", "macro_f1", "expected_calibration_error")}
+            models[name]["size_mib"] = speed.model_size_mib(directory)
         teacher, variant = models["teacher"], models["variant"]
-        comparison = {
+        comparison: dict[str, Any] = {
             "accuracy_drop": teacher["accuracy"] - variant["accuracy"],
             "agreement": agreement(teacher_probabilities, variant_probabilities),
             "max_probability_difference": float(np.abs(teacher_probabilities - variant_probabilities).max()),
-            "speedup_batch_1": _ratio(variant, teacher, "1"),
-            "speedup_served_batch": _ratio(variant, teacher, str(served)),
+            "speedup_batch_1": None, "speedup_served_batch": None,
         }
+        served = self.compression.served_batch_size
+        if comparison["accuracy_drop"] <= self.compression.thresholds.max_accuracy_drop:
+            ctx.log.info("timing teacher and variant %s on one core each", self.variant.name)
+            timed = speed.compare({"teacher": teacher_dir, "variant": variant_dir}, texts, (1, served),
+                                  self.compression.measure_seconds, self.compression.measure_rounds, pairs)
+            price = self.compression.price_per_core_hour
+            for name, entry in models.items():
+                entry.update(timed[name])
+                rates = entry["examples_per_second"]
+                entry["cost_per_million"] = round(speed.cost_per_million(rates[str(served)], price), 6)
+                entry["cost_per_million_batch_1"] = round(speed.cost_per_million(rates["1"], price), 6)
+            for key, batch in (("speedup_batch_1", "1"), ("speedup_served_batch", str(served))):
+                comparison[key] = round(variant["examples_per_second"][batch] / teacher["examples_per_second"][batch],
+                                        3)
         blessed, reason = decide(self.compression.thresholds, comparison)
         ctx.log.info("variant %s: %s (%s)", self.variant.name, "PUSH" if blessed else "NOT PUSHED", reason)
         return {"variant_name": self.variant.name, "model_name": self.model_name, "split": self.split,
@@ -173,12 +173,6 @@ class VariantEvaluator(Component):
                                        "headline": headline,
                                        "report": storage.join(ctx.output_dirs["variant_evaluation"], "report.md")},
                 "variant_blessing": {"variant": self.variant.name, "blessed": blessed, "reason": reason}}
-
-
-def _ratio(variant: Mapping[str, Any], teacher: Mapping[str, Any], batch: str) -> float:
-    if "examples_per_second" not in variant:
-        return float("nan")
-    return round(variant["examples_per_second"][batch] / teacher["examples_per_second"][batch], 3)
 
 
 class VariantPusher(Pusher):

@@ -3,12 +3,13 @@
 One thread is one core: the figure times a price per core-hour is the cost,
 and it does not depend on how many cores the measuring machine has or how
 busy its other cores are. A process of its own per model makes its peak
-resident memory that model's alone (the TensorFlow runtime included).
+resident memory that model's alone (the TensorFlow runtime included), sampled
+after loading and after each batch size.
 
 Example (prints one JSON object):
 
     python -m tfx_pipeline.compression.speed --model work/models/intent/1 --texts texts.json \
-        --batch-sizes 1 32 --seconds 4
+        --batch-sizes 1 32 --seconds 4      # texts.json: {"text": [...], "text_pair": null}
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from typing import Any, Sequence
 
 
 def measure_in_process(model_dir: str | Path, texts: Sequence[str], batch_sizes: Sequence[int],
-                       seconds: float) -> dict[str, Any]:
-    """Throughput per batch size of `serving_default` on `texts` (taken in order,
-    cycling), and batch-1 latency percentiles. Call in a process whose TensorFlow
-    thread pools are already set (see `main`)."""
+                       seconds: float, text_pairs: Sequence[str] | None = None) -> dict[str, Any]:
+    """Throughput per batch size of `serving_default` on `texts` (and `text_pairs`
+    for pair classifiers; taken in order, cycling), and batch-1 latency percentiles.
+    Call in a process whose TensorFlow thread pools are already set (see `main`)."""
     import numpy as np
     import tensorflow as tf
 
@@ -39,34 +40,45 @@ def measure_in_process(model_dir: str | Path, texts: Sequence[str], batch_sizes:
     signature = load_saved_model(Path(model_dir)).signatures["serving_default"]
     load_seconds = time.monotonic() - started
     result: dict[str, Any] = {"load_seconds": round(load_seconds, 2), "examples_per_second": {}}
+    resident = [_resident_mib()]  # Sampled after loading and after each batch size: the peak of those.
     for batch_size in batch_sizes:
         # Consecutive texts, cycling: the eval split's mix of lengths, as traffic brings it.
-        batches = [[texts[(start + i) % len(texts)] for i in range(batch_size)]
-                   for start in range(0, max(len(texts), batch_size), batch_size)]
-        for batch in batches[:3]:  # Traces the graphs of the first padded widths before timing.
-            signature(text=tf.constant(batch))
+        rows = [range(start, start + batch_size) for start in range(0, max(len(texts), batch_size), batch_size)]
+        batches = [{"text": tf.constant([texts[i % len(texts)] for i in row]),
+                    **({"text_pair": tf.constant([text_pairs[i % len(texts)] for i in row])} if text_pairs else {})}
+                   for row in rows]
+        for batch in batches[:3]:  # Runs the first padded widths once before timing.
+            signature(**batch)
         latencies, examples, begin, calls = [], 0, time.perf_counter(), 0
         while time.perf_counter() - begin < seconds:
             call_started = time.perf_counter()
-            signature(text=tf.constant(batches[calls % len(batches)]))
+            signature(**batches[calls % len(batches)])
             calls += 1
             latencies.append(time.perf_counter() - call_started)
             examples += batch_size
         elapsed = time.perf_counter() - begin
         result["examples_per_second"][str(batch_size)] = round(examples / elapsed, 2)
+        resident.append(_resident_mib())
         if batch_size == 1:
             result["latency_ms_batch_1"] = {"p50": round(float(np.percentile(latencies, 50)) * 1000, 3),
                                             "p99": round(float(np.percentile(latencies, 99)) * 1000, 3)}
-    result["peak_memory_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["peak_memory_mib"] = round(max(resident), 1)
     return result
 
 
+def _resident_mib() -> float:
+    """This process's resident memory now. Not ru_maxrss: a child forked from a big parent
+    starts with the parent's resident size as its peak, and execve keeps it."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def measure(model_dir: str | Path, texts: Sequence[str], batch_sizes: Sequence[int], seconds: float,
-            timeout: float = 900) -> dict[str, Any]:
+            text_pairs: Sequence[str] | None = None, timeout: float = 900) -> dict[str, Any]:
     """`measure_in_process` in a child process on one thread; its JSON result."""
     with tempfile.TemporaryDirectory() as scratch:
         texts_file = Path(scratch) / "texts.json"
-        texts_file.write_text(json.dumps(list(texts)))
+        texts_file.write_text(json.dumps({"text": list(texts), "text_pair": list(text_pairs) if text_pairs else None}))
         command = [sys.executable, "-m", "tfx_pipeline.compression.speed", "--model", str(model_dir),
                    "--texts", str(texts_file), "--seconds", str(seconds),
                    "--batch-sizes", *map(str, batch_sizes)]
@@ -78,14 +90,14 @@ def measure(model_dir: str | Path, texts: Sequence[str], batch_sizes: Sequence[i
 
 
 def compare(models: dict[str, str | Path], texts: Sequence[str], batch_sizes: Sequence[int], seconds: float,
-            rounds: int) -> dict[str, dict[str, Any]]:
+            rounds: int, text_pairs: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each model measured `rounds` times, the models taking turns, so that a
     slow minute on a shared machine hits all of them; each keeps its best round
     (interference only ever slows a run down)."""
     best: dict[str, dict[str, Any]] = {}
     for _ in range(max(rounds, 1)):
         for name, model_dir in models.items():
-            measured = measure(model_dir, texts, batch_sizes, seconds)
+            measured = measure(model_dir, texts, batch_sizes, seconds, text_pairs)
             kept = best.setdefault(name, measured)
             for size, rate in measured["examples_per_second"].items():
                 if rate > kept["examples_per_second"][size]:
@@ -113,7 +125,7 @@ def model_size_mib(model_dir: str | Path) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--texts", required=True, help="JSON list of texts")
+    parser.add_argument("--texts", required=True, help='JSON {"text": [...], "text_pair": [...] or null}')
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args(argv)
@@ -123,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     texts = json.loads(Path(args.texts).read_text())
-    print(json.dumps(measure_in_process(args.model, texts, args.batch_sizes, args.seconds)))
+    print(json.dumps(measure_in_process(args.model, texts["text"], args.batch_sizes, args.seconds,
+                                        texts["text_pair"])))
     return 0
 
 
