@@ -74,8 +74,9 @@ def _measure(ranker: Ranker, args: argparse.Namespace, queries: list[str], log: 
     def request(text: str) -> RankRequest:
         return RankRequest(text=text, k=10)
 
-    for i in range(args.warmup_requests):
-        ranker.rank(request(queries[i % len(queries)]))
+    warmup = [ranker.rank(request(queries[i % len(queries)])).rerank["status"] for i in range(args.warmup_requests)]
+    # No re-ranker served (none blessed): the requests are answered in hybrid order; nothing to compare with.
+    served = "no_reranker" not in warmup
     # The re-rank batch each sequential request sends: its fused top N, in fused order.
     items = ranker.index.items
     position = ranker.index.position
@@ -96,12 +97,13 @@ def _measure(ranker: Ranker, args: argparse.Namespace, queries: list[str], log: 
     print(f"the same {args.rerank_depth}-pair re-rank batches straight to the server ...", file=log, flush=True)
     direct = []
     begin = time.perf_counter()
-    for i in range(args.requests):
+    for i in range(args.requests if served else 0):
         query, texts = batches[i % len(batches)]
         clock = time.perf_counter()
         models.rerank(query, texts)
         direct.append((time.perf_counter() - clock) * 1000)
-    direct_summary = Latencies("rerank_predict_direct", time.perf_counter() - begin, direct).summary()
+    direct_summary = Latencies("rerank_predict_direct", time.perf_counter() - begin, direct).summary() if served \
+        else None
 
     print(f"{args.clients} concurrent clients for {args.seconds:.0f}s each ...", file=log, flush=True)
 
@@ -118,9 +120,14 @@ def _measure(ranker: Ranker, args: argparse.Namespace, queries: list[str], log: 
         return call
 
     load_app = concurrent("ranker", ranker_caller, queries, args.clients, args.seconds).summary()
+    if not served:
+        return {"reranker_served": False, "sequential": {"stages_ms": by_stage, "rerank_predict_direct": None},
+                "concurrent": {"clients": args.clients, "ranker": load_app, "rerank_predict_direct": None}}
     load_direct = concurrent("rerank_predict_direct", predict_caller, queries, args.clients, args.seconds).summary()
+    assert direct_summary is not None
     rerank_p50, direct_p50 = by_stage["rerank"]["p50_ms"], direct_summary["p50_ms"]
     return {
+        "reranker_served": True,
         "sequential": {"stages_ms": by_stage, "rerank_predict_direct": direct_summary,
                        "rerank_stage_over_direct_p50": round(rerank_p50 / direct_p50, 2) if direct_p50 else None},
         "concurrent": {"clients": args.clients, "ranker": load_app, "rerank_predict_direct": load_direct,
@@ -174,15 +181,20 @@ def print_report(report: dict, out: TextIO) -> None:
     for stage, s in report["sequential"]["stages_ms"].items():
         print(f"  {stage:<24} p50 {s['p50_ms']:8.2f}  p99 {s['p99_ms']:8.2f}", file=out)
     d = report["sequential"]["rerank_predict_direct"]
-    print(f"  {'re-rank Predict, direct':<24} p50 {d['p50_ms']:8.2f}  p99 {d['p99_ms']:8.2f}", file=out)
-    print(f"  re-rank stage / direct Predict (p50): x{report['sequential']['rerank_stage_over_direct_p50']}",
-          file=out)
+    if d is None:
+        print("  no re-ranker served: requests answered in hybrid order (rerank.status no_reranker)", file=out)
+    else:
+        print(f"  {'re-rank Predict, direct':<24} p50 {d['p50_ms']:8.2f}  p99 {d['p99_ms']:8.2f}", file=out)
+        print(f"  re-rank stage / direct Predict (p50): x{report['sequential']['rerank_stage_over_direct_p50']}",
+              file=out)
     c = report["concurrent"]
     print(f"\n{c['clients']} concurrent clients:", file=out)
     for key in ("ranker", "rerank_predict_direct"):
-        print(load_line(c[key], width=24), file=out)
-    print(f"  re-ranked pairs/s: {c['rerank_pairs_per_second_in_ranker']} in the ranker, "
-          f"{c['rerank_pairs_per_second_direct']} straight to the server", file=out)
+        if c[key] is not None:
+            print(load_line(c[key], width=24), file=out)
+    if d is not None:
+        print(f"  re-ranked pairs/s: {c['rerank_pairs_per_second_in_ranker']} in the ranker, "
+              f"{c['rerank_pairs_per_second_direct']} straight to the server", file=out)
 
 
 def run_from_args(args: argparse.Namespace, config: AppConfig, out: TextIO) -> int:
