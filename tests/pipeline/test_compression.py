@@ -11,6 +11,9 @@ from serving.servable import Servable
 from serving.warmup import run_warmup
 from tests.conftest import start_model_server, tiny_config
 from tfx_pipeline.cli import format_run
+from tfx_pipeline.compression.students import load_teacher
+from tfx_pipeline.evaluation.predict import predict_probabilities
+from tfx_pipeline.model.transform_graph import load_transform_graph
 from tfx_pipeline.model_versions import versions
 from tfx_pipeline.pipeline import create_pipeline
 from tfx_pipeline.runner import LocalDagRunner
@@ -46,6 +49,20 @@ def compressed(trained_suite, demo_data_dir):
         "thresholds": {"max_accuracy_drop": 0.1, "min_speedup_batch_1": 0.0, "min_speedup_served_batch": 0.0},
         "served_batch_size": 8, "measure_seconds": 0.3, "measure_rounds": 1, "price_per_core_hour": 0.05})
     return config, LocalDagRunner().run(create_pipeline(config))
+
+
+def test_the_teacher_rebuilt_from_its_saved_model_computes_what_it_serves(trained_suite, demo_data_dir):
+    import tensorflow as tf
+
+    config = tiny_config("intent", demo_data_dir, trained_suite.work_dir)
+    record = trained_suite.records["intent"]
+    model_dir = component(record, "Trainer")["artifacts"]["model"]["uri"]
+    preprocessor, class_names = load_transform_graph(
+        component(record, "Transform")["artifacts"]["transform_graph"]["uri"])
+    teacher = load_teacher(model_dir, config.model, len(class_names), preprocessor.vocabulary_size)
+    rebuilt = tf.nn.softmax(teacher(preprocessor(tf.constant(TEXTS)), training=False)).numpy()
+    served, _ = predict_probabilities(Path(model_dir), TEXTS)
+    np.testing.assert_allclose(rebuilt, served, atol=1e-5)
 
 
 def test_variants_follow_the_teacher_and_only_the_compression_steps_run(compressed):
