@@ -36,6 +36,7 @@ from serving.options import (
     ServerOptions,
     ShutdownOptions,
 )
+from suite_core.tf_logging import quiet_tensorflow
 
 log = logging.getLogger("serving")
 
@@ -135,6 +136,7 @@ def _build_parser() -> _Parser:
     add("--batching_group_by_text_length", type=_parse_bool, nargs="?", const=True, default=True,
         help="batch queued texts of similar length together (extension; off = TF Serving's FIFO batches)")
     add("--drain_timeout_seconds", type=float, default=30.0, help="SIGTERM: wait this long for in-flight requests")
+    add("-v", "--verbose", action="store_true", help="show TensorFlow's C++ log lines (extension)")
     return parser
 
 
@@ -256,8 +258,10 @@ def parse_flags(argv: Sequence[str]) -> ServerOptions:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the server until SIGTERM/SIGINT, then drains and exits 0."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_tensorflow(argv)
     try:
-        options = parse_flags(sys.argv[1:] if argv is None else argv)
+        options = parse_flags(argv)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

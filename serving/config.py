@@ -19,12 +19,9 @@ from typing import Literal
 from google.protobuf import message, text_format
 
 from serving import protos
+from suite_core.config import ConfigError as ConfigError  # The suite's one: a flag or file it cannot start with.
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
-
-
-class ConfigError(ValueError):
-    """A flag or configuration file this server cannot start with."""
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,12 @@ Where things are:
 
 import os
 
+# First: it records the user's own TF_CPP_MIN_LOG_LEVEL, which the CLIs honour.
+import suite_core.tf_logging  # noqa: F401
+
 # Keras 3 picks its backend at import time; this suite is TensorFlow throughout.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The library's default; the command lines set 3 unless --verbose (suite_core.tf_logging).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow leaves oneDNN off on AMD CPUs; measured 2x faster training here
 # (`python -m tfx_pipeline.benchmarks trainer`). Set it to 0 to opt out.

@@ -16,23 +16,15 @@ Example:
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import os
-import re
-import types
-import typing
-from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
-import yaml
-
+# The suite's one loader; ConfigError, build_dataclass and parse_override are re-exported for the pipeline.
+from suite_core.config import ConfigError as ConfigError
+from suite_core.config import build_dataclass, expand_env, read_yaml, set_dotted
+from suite_core.config import parse_override as parse_override
 from suite_core.ranking_evaluation import HybridSettings
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type."""
-
 
 RANKING_TASKS = ("text_pair_ranking", "text_embedding")
 
@@ -352,19 +344,12 @@ class PipelineConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, overrides: Mapping[str, Any] = {}) -> "PipelineConfig":
-        """Loads a YAML file, expanding ${VAR} and ${VAR:-default} in strings."""
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+        """Loads a YAML file, expanding ${VAR} and ${VAR:-default} in strings (``${name}`` is the
+        pipeline's name, filled in by :attr:`root`)."""
+        data = read_yaml(path)
         for dotted, value in overrides.items():
             set_dotted(data, dotted, value)
-        return cls.from_dict(expand_env(data), source=str(path))
+        return cls.from_dict(expand_env(data, keep=("name",)), source=str(path))
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)
@@ -372,100 +357,3 @@ class PipelineConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parses a `--set training.epochs=2` override; the value is YAML."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. training.epochs=2")
-    return key.strip(), yaml.safe_load(value)
-
-
-_ENV_PATTERN = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
-
-
-def expand_env(value: Any) -> Any:
-    """Expands ${VAR} and ${VAR:-default} in every string of a YAML tree."""
-    if isinstance(value, str):
-        def substitute(match: re.Match) -> str:
-            name, default = match.group(1), match.group(2)
-            if name == "name":  # ${name} is the pipeline name, resolved later.
-                return match.group(0)
-            if name in os.environ:
-                return os.environ[name]
-            if default is None:
-                raise ConfigError(f"environment variable {name} is not set (used in {value!r})")
-            return default
-        return _ENV_PATTERN.sub(substitute, value)
-    if isinstance(value, dict):
-        return {k: expand_env(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v) for v in value]
-    return value
-
-
-def set_dotted(data: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = data
-    for key in parents:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: {key} is not a section")
-    node[leaf] = value
-
-
-def build_dataclass(cls: type, data: Any, prefix: str, source: str) -> Any:
-    """A typed dataclass from a mapping; errors name the dotted key and the source."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: {prefix or 'top level'}: expected a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {_join(prefix, unknown[0])}; "
-            f"expected one of: {', '.join(sorted(fields))}"
-        )
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, field in fields.items():
-        key = _join(prefix, name)
-        if name in data:
-            values[name] = _coerce(hints[name], data[name], key, source)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing required key {key}")
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return build_dataclass(hint, value, key, source)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key, source)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: {key}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
-        return tuple(_coerce(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value))
-    if origin in (collections.abc.Mapping, dict) or hint in (Mapping, dict):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
-        value_type = args[1] if args else Any
-        return {str(k): _coerce(value_type, v, f"{key}.{k}", source) for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
-        raise ConfigError(f"{source}: {key}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name

@@ -34,11 +34,9 @@ from pathlib import Path
 from typing import TextIO
 
 from apps import loadgen
-from apps.customer_service.classifier import _OUTPUTS, IntentClassifier
 from apps.customer_service.config import AppConfig, with_server_address
 from apps.customer_service.tuning import default_data_path, tune, validation_rows
 from apps.loadgen import CallerFactory, Process, concurrent, free_port, load_line, sequential, wait_for_port
-from serving.client import ClientConfig, ServingClient
 
 SAMPLE_MESSAGES = (
     "I still haven't received my new card, when will it arrive?",
@@ -109,6 +107,9 @@ def http_caller(port: int) -> CallerFactory:
 
 def grpc_caller(address: str, model_name: str) -> CallerFactory:
     """The same Predict request the app sends, straight to the server (one shared channel)."""
+    from apps.customer_service.classifier import _OUTPUTS
+    from serving.client import ClientConfig, ServingClient
+
     client = ServingClient(ClientConfig(address=address))
 
     def make() -> Callable[[str], None]:
@@ -164,6 +165,8 @@ def run(app_config: AppConfig, config_path: Path, bench: BenchmarkConfig, model_
                 print(f"accuracy and coverage on {len(rows)} validation messages ...", file=log, flush=True)
                 server_config = dataclasses.replace(with_server_address(app_config, address).server,
                                                     deadline_seconds=60.0)
+                from apps.customer_service.classifier import IntentClassifier
+
                 with IntentClassifier(server_config) as classifier:
                     tuning = tune(classifier, rows, bench.target_precision)
                 result = tuning.result

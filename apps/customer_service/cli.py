@@ -21,7 +21,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from apps.customer_service.config import (
     DEFAULT_CONFIG_PATH,
@@ -33,7 +33,10 @@ from apps.customer_service.config import (
 )
 from apps.customer_service.errors import AppError, InvalidMessage, ModelError, ModelUnavailable
 from apps.customer_service.messages import Context, CustomerMessage, validate_text
-from apps.customer_service.service import CustomerService
+from suite_core.tf_logging import quiet_tensorflow
+
+if TYPE_CHECKING:  # The service loads the gRPC client and TensorFlow's protos: imported by the commands.
+    from apps.customer_service.service import CustomerService
 
 EXIT_OK, EXIT_INVALID_INPUT, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
@@ -43,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="YAML config (default: packaged)")
     parser.add_argument("--server", help="model server host:port, overriding the config")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's C++ log lines")
     commands = parser.add_subparsers(dest="command", required=True)
 
     reply = commands.add_parser("reply", help="suggest replies for one message or a file of messages (JSON lines)")
@@ -191,7 +195,11 @@ def _config(args: argparse.Namespace) -> AppConfig:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_tensorflow(argv)
     args = _parser().parse_args(argv)
+    from apps.customer_service.service import CustomerService
+
     try:
         if args.command == "benchmark":
             from apps.customer_service.benchmark import run_from_args

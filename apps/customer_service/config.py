@@ -1,8 +1,9 @@
 """The app's configuration: one typed dataclass per concern, read from YAML.
 
 The packaged ``config.yaml`` holds the defaults; ``tune-threshold`` rewrites
-its ``policy`` section.  Unknown keys are errors, so a typo never silently
-falls back to a default.
+its ``policy`` section.  The suite's loader (:mod:`suite_core.config`) builds the
+dataclasses: unknown keys and wrongly typed values are errors naming the dotted
+key, so a typo never silently falls back to a default.
 
 Example::
 
@@ -20,12 +21,11 @@ from typing import Any
 
 import yaml
 
+from suite_core.config import ConfigError as ConfigError  # The suite's one; raised by the checks below too.
+from suite_core.config import build_dataclass, expand_env, read_yaml
+
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("config.yaml")
 DEFAULT_TEMPLATES_PATH = Path(__file__).with_name("templates.yaml")
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing, malformed or holds a bad value."""
 
 
 @dataclass(frozen=True)
@@ -112,47 +112,19 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be > 0, got {value}")
 
 
-def _section(cls: type, name: str, values: Any) -> Any:
-    if values is None:
-        return cls()
-    if not isinstance(values, dict):
-        raise ConfigError(f"section {name!r} must be a mapping, got {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) in section {name!r}: {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(known))})")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"section {name!r}: {exc}") from None
-
-
-def config_from_dict(values: dict[str, Any], base_dir: Path = DEFAULT_CONFIG_PATH.parent) -> AppConfig:
-    """An :class:`AppConfig` from parsed YAML; relative ``templates_path`` is relative to ``base_dir``."""
-    sections = {"server": ServerConfig, "policy": PolicyConfig, "limits": LimitsConfig, "http": HttpConfig}
-    unknown = sorted(set(values) - set(sections) - {"templates_path"})
-    if unknown:
-        raise ConfigError(f"unknown section(s): {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(sections))}, templates_path)")
-    templates = Path(values.get("templates_path") or DEFAULT_TEMPLATES_PATH.name)
-    return AppConfig(
-        **{name: _section(cls, name, values.get(name)) for name, cls in sections.items()},
-        templates_path=templates if templates.is_absolute() else base_dir / templates,
-    )
+def config_from_dict(values: dict[str, Any], base_dir: Path = DEFAULT_CONFIG_PATH.parent,
+                     source: str = "") -> AppConfig:
+    """An :class:`AppConfig` from parsed YAML; ``templates_path`` (default ``templates.yaml``)
+    is relative to ``base_dir``."""
+    values = {**values, "templates_path": values.get("templates_path") or DEFAULT_TEMPLATES_PATH.name}
+    config = build_dataclass(AppConfig, expand_env(values), "", source)
+    templates = config.templates_path
+    return dataclasses.replace(config, templates_path=templates if templates.is_absolute() else base_dir / templates)
 
 
 def load_config(path: Path = DEFAULT_CONFIG_PATH) -> AppConfig:
     """Reads a YAML config file (the packaged one by default)."""
-    try:
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return config_from_dict(values, Path(path).parent)
+    return config_from_dict(read_yaml(path, "config file"), Path(path).parent, str(path))
 
 
 def save_policy(path: Path, policy: PolicyConfig) -> None:

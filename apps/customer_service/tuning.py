@@ -20,9 +20,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from apps.customer_service.classifier import IntentClassifier
 from apps.customer_service.config import PolicyConfig
+
+if TYPE_CHECKING:  # The classifier loads the gRPC client and TensorFlow's protos: not for `--help`.
+    from apps.customer_service.classifier import IntentClassifier
 
 REPO = Path(__file__).resolve().parents[2]
 # The pipeline's split: 90 % train, 10 % eval; the eval rows are the validation split.

@@ -16,9 +16,26 @@ Library use::
 Also a CLI (``python -m apps.ranker --help``) and an HTTP JSON endpoint (``serve``).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from apps.ranker.config import AppConfig, load_config
 from apps.ranker.errors import EmptyIndex, IngestError, InvalidRequest, ModelError, ModelUnavailable, RankerError
-from apps.ranker.ranker import RankedItem, Ranker, RankRequest, RankResponse
+
+if TYPE_CHECKING:
+    from apps.ranker.ranker import RankedItem, Ranker, RankRequest, RankResponse
 
 __all__ = ["AppConfig", "EmptyIndex", "IngestError", "InvalidRequest", "ModelError", "ModelUnavailable",
            "RankRequest", "RankResponse", "RankedItem", "Ranker", "RankerError", "load_config"]
+
+# Loaded on first use: the ranker brings the gRPC client and TensorFlow's protos, which
+# `python -m apps.ranker --help` (this package is imported first) does not need.
+_LAZY = {name: "apps.ranker.ranker" for name in ("RankedItem", "Ranker", "RankRequest", "RankResponse")}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

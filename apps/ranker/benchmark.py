@@ -35,13 +35,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from apps import loadgen
 from apps.loadgen import Latencies, Process, concurrent, load_line
 from apps.ranker.config import REPO, AppConfig
-from apps.ranker.ranker import Ranker, RankRequest
 from suite_core.beir import BeirDataset
+
+if TYPE_CHECKING:  # The ranker loads the gRPC client and TensorFlow's protos: not for the CLI's `--help`.
+    from apps.ranker.ranker import Ranker
 
 DEFAULT_DATA = Path(os.environ.get("SUITE_SHARED_DATA", REPO.parent / "shared" / "data")) / "scifact"
 STAGES = ("bm25", "embed", "vector", "fusion", "rerank", "total")
@@ -71,6 +73,8 @@ def start_model_server(base: Path, models: tuple[str, ...], workdir: Path) -> tu
 
 
 def _measure(ranker: Ranker, args: argparse.Namespace, queries: list[str], log: TextIO) -> dict:
+    from apps.ranker.ranker import RankRequest
+
     def request(text: str) -> RankRequest:
         return RankRequest(text=text, k=10)
 
@@ -158,6 +162,8 @@ def run(config: AppConfig, args: argparse.Namespace, log: TextIO) -> dict:
                     args.model_base_path, (config.server.embedder_model, config.server.reranker_model), Path(tmp))
                 started.append(server)
                 config = dataclasses.replace(config, server=dataclasses.replace(config.server, address=address))
+            from apps.ranker.ranker import Ranker
+
             with Ranker(config) as ranker:
                 print(f"ingesting {len(documents)} items into {ranker.directory} ...", file=log, flush=True)
                 clock = time.perf_counter()

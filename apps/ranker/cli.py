@@ -23,12 +23,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from apps.ranker.config import DEFAULT_CONFIG_PATH, REPO, AppConfig, ConfigError, load_config, with_overrides
 from apps.ranker.errors import EmptyIndex, IngestError, InvalidRequest, ModelError, ModelUnavailable, RankerError
-from apps.ranker.ranker import Ranker, RankRequest
 from suite_core.beir import BeirFormatError
+from suite_core.tf_logging import quiet_tensorflow
+
+if TYPE_CHECKING:  # The ranker loads the gRPC client and TensorFlow's protos: imported by the commands.
+    from apps.ranker.ranker import Ranker
 
 EXIT_OK, EXIT_INVALID_INPUT, EXIT_USAGE, EXIT_MODEL, EXIT_EMPTY_INDEX = 0, 1, 2, 3, 4
 
@@ -38,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="YAML config (default: packaged)")
     parser.add_argument("--server", help="model server host:port, overriding the config")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's C++ log lines")
     parser.add_argument("--index", help="index directory, overriding the config")
     parser.add_argument("--embedder", help="embedder model name, overriding the config")
     parser.add_argument("--reranker", help="re-ranker model name, overriding the config")
@@ -97,6 +101,8 @@ def _print(value: object, out: TextIO) -> None:
 
 
 def _query(ranker: Ranker, args: argparse.Namespace, out: TextIO) -> int:
+    from apps.ranker.ranker import RankRequest
+
     if not isinstance(args.filters, dict):
         raise InvalidRequest("--filter must be a JSON object", problem="invalid_filter")
     request = RankRequest(text=args.text, recent=tuple(args.recent),
@@ -139,7 +145,11 @@ def _evaluate(ranker: Ranker, args: argparse.Namespace, out: TextIO) -> int:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_tensorflow(argv)
     args = _parser().parse_args(argv)
+    from apps.ranker.ranker import Ranker
+
     try:
         config = _config(args)
         if args.command == "benchmark":

@@ -1,7 +1,7 @@
 """The ranker's configuration: one typed dataclass per concern, read from YAML.
 
 The packaged ``config.yaml`` holds the defaults.  The YAML is turned into
-these dataclasses by the pipeline's loader (:func:`tfx_pipeline.config.build_dataclass`):
+these dataclasses by the suite's loader (:func:`suite_core.config.build_dataclass`):
 unknown keys and wrong types are errors naming the dotted key, so a typo never
 silently falls back to a default.
 
@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from suite_core.config import ConfigError, build_dataclass, read_yaml
 from suite_core.ranking_evaluation import HybridSettings
-from tfx_pipeline.config import ConfigError, build_dataclass
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("config.yaml")
 REPO = Path(__file__).resolve().parents[2]
@@ -153,13 +151,7 @@ def config_from_dict(values: Any, source: str = "<config>") -> AppConfig:
 
 def load_config(path: Path = DEFAULT_CONFIG_PATH) -> AppConfig:
     """Reads a YAML config file (the packaged one by default)."""
-    try:
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    return config_from_dict(values, str(path))
+    return config_from_dict(read_yaml(path, "config file"), str(path))
 
 
 def with_overrides(config: AppConfig, *, address: str | None = None, index_path: str | Path | None = None,

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from apps.sentiment_monitor.config import ConfigError, MonitorConfig, load_config
 from apps.sentiment_monitor.store import StoreError
+from suite_core.tf_logging import quiet_tensorflow
 
 
 def _overrides(pairs: Sequence[str]) -> dict[str, str]:
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m apps.sentiment_monitor",
                                      description="Financial news sentiment monitor with alerts.")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's C++ log lines")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -191,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_tensorflow(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

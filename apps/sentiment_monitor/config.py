@@ -14,30 +14,23 @@ Example:
 ...     load_config(overrides={"windows.sise_seconds": "1"})
 ... except ConfigError as error:
 ...     print(error)  # doctest: +ELLIPSIS
-windows: unknown key 'sise_seconds' (known: allowed_lateness_seconds, ..., size_seconds, ...)
+unknown key windows.sise_seconds; expected one of: allowed_lateness_seconds, ...
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from apps.sentiment_monitor.items import ItemLimits
+from suite_core.config import ConfigError as ConfigError  # The suite's one; raised by validate() too.
+from suite_core.config import load_dataclass, merge, parse_override, read_yaml
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
 SOURCE_KINDS = ("file", "directory", "stdin", "http")
 SINK_KINDS = ("webhook", "slack", "email", "jsonl")
-
-
-class ConfigError(ValueError):
-    """The configuration is wrong; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -251,100 +244,14 @@ class MonitorConfig:
         return self
 
 
-# -- building dataclasses from plain data ----------------------------------------------
-
-
-def _convert(value: Any, kind: Any, where: str) -> Any:
-    origin = typing.get_origin(kind)
-    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        return _build(kind, value, where)
-    if origin in (typing.Union, types.UnionType):
-        options = [k for k in typing.get_args(kind) if k is not type(None)]
-        return None if value is None else _convert(value, options[0], where)
-    if origin is tuple:
-        item_kind = typing.get_args(kind)[0]
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_convert(v, item_kind, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        key_kind, value_kind = typing.get_args(kind)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {_convert(k, key_kind, where): _convert(v, value_kind, f"{where}.{k}") for k, v in value.items()}
-    if kind is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if kind in (int, float):
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if kind is int and isinstance(value, float) and value != number:
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        return number
-    if kind is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where}: expected text, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{where}: unsupported type {kind!r}")  # A bug here, not in the user's file.
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'configuration'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{where or 'configuration'}: unknown key {key!r} (known: {', '.join(sorted(known))})")
-    values = {key: _convert(value, hints[key], f"{where}.{key}" if where else key) for key, value in data.items()}
-    try:
-        return cls(**values)
-    except TypeError as exc:  # A required field is missing.
-        raise ConfigError(f"{where or 'configuration'}: {exc}") from None
-
-
-def _merge(base: dict, update: dict) -> dict:
-    merged = dict(base)
-    for key, value in update.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
-
-
-def _apply_override(data: dict, dotted: str, raw: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: {part} is not a section")
-    # YAML parsing turns "[a, b]" into a list and "3" into a number, as in the file.
-    node[leaf] = yaml.safe_load(raw) if isinstance(raw, str) else raw
-
-
 def config_from_dict(data: dict) -> MonitorConfig:
     """A validated :class:`MonitorConfig` from plain data (defaults filled in)."""
-    defaults = yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}
-    return _build(MonitorConfig, _merge(defaults, data), "").validate()
+    return load_dataclass(MonitorConfig, defaults=merge(read_yaml(DEFAULT_CONFIG), data)).validate()
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> MonitorConfig:
-    """The defaults, then the YAML file at ``path``, then ``overrides`` (dotted keys)."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"configuration file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = loaded or {}
-    for dotted, raw in (overrides or {}).items():
-        _apply_override(data, dotted, raw)
-    return config_from_dict(data)
+    """The defaults, then the YAML file at ``path``, then ``overrides`` (dotted keys; a string
+    value is read as YAML, as ``--set key=value`` is)."""
+    parsed = {key: parse_override(f"{key}={raw}")[1] if isinstance(raw, str) else raw
+              for key, raw in (overrides or {}).items()}
+    return load_dataclass(MonitorConfig, path, defaults=DEFAULT_CONFIG, overrides=parsed).validate()

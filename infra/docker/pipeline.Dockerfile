@@ -23,6 +23,7 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY tfx_pipeline ./tfx_pipeline
 COPY serving ./serving
+COPY suite_core ./suite_core
 COPY apps ./apps
 # [gcp] and [aws]: gs:// and s3:// Beam filesystems, and the Dataflow runner.
 RUN pip install -c constraints.txt . "apache-beam[gcp,aws]==${BEAM_VERSION}" \

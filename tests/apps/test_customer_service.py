@@ -114,8 +114,13 @@ def test_module_examples_hold():
 def test_config_names_what_is_wrong(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("server:\n  adress: 127.0.0.1:1\n")
-    with pytest.raises(ConfigError, match="unknown key.*'server'.*adress"):
+    with pytest.raises(ConfigError, match="unknown key server.adress; expected one of: address, "):
         load_config(path)
+    path.write_text("http:\n  port: eighty\n")  # once accepted unchecked
+    with pytest.raises(ConfigError, match=r"config.yaml: http.port: expected int, got 'eighty'"):
+        load_config(path)
+    path.write_text("http:\n  port: ${CS_TEST_PORT:-8181}\n")
+    assert load_config(path).http.port == 8181
     path.write_text("policy:\n  threshold: 1.5\n")
     with pytest.raises(ConfigError, match=r"policy.threshold must be in \[0, 1\], got 1.5"):
         load_config(path)

@@ -240,7 +240,7 @@ def test_entities_come_from_cashtags_tickers_and_the_watchlist():
 def test_configuration_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="windows: size_seconds .* must be a multiple of slide_seconds"):
         load_config(overrides={"windows.size_seconds": 1000, "windows.slide_seconds": 300})
-    with pytest.raises(ConfigError, match=r"rules.negative_share.threshold: expected a number, got 'high'"):
+    with pytest.raises(ConfigError, match=r"rules.negative_share.threshold: expected float, got 'high'"):
         load_config(overrides={"rules.negative_share.threshold": "high"})
     bad = tmp_path / "bad.yaml"
     bad.write_text("delivery:\n  sinks:\n    - {kind: pager}\n")

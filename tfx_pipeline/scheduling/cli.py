@@ -154,8 +154,8 @@ def _interrupt(signum: int, frame: object) -> None:
 def _run_until(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     import logging
 
-    from tfx_pipeline.cli import format_run
     from tfx_pipeline.dsl import PipelineError
+    from tfx_pipeline.run_summary import format_run
     from tfx_pipeline.scheduling.stage import run_until
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -22,14 +22,12 @@ import dataclasses
 import os
 import re
 import zoneinfo
-from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import yaml
 from croniter import croniter
 
-# The pipeline configuration's loader: same rules, same error messages.
-from tfx_pipeline.config import ConfigError, build_dataclass, expand_env
+# The suite's one loader: the pipeline configuration's rules and error messages.
+from suite_core.config import ConfigError, build_dataclass, expand_env, read_yaml
 
 __all__ = ["ConfigError", "ScheduleConfig", "load_schedule"]
 
@@ -175,14 +173,6 @@ class ScheduleConfig:
 
 
 def load_schedule(path: str | os.PathLike) -> ScheduleConfig:
-    """Reads a schedule file, expanding ${VAR} and ${VAR:-default} in strings."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"schedule file not found: {path}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return ScheduleConfig.from_dict(expand_env(data), source=str(path))
+    """Reads a schedule file, expanding ${VAR} and ${VAR:-default} in strings (``${name}``
+    is the schedule's name, filled in by :meth:`ScheduleConfig.resolved`)."""
+    return ScheduleConfig.from_dict(expand_env(read_yaml(path, "schedule file"), keep=("name",)), source=str(path))
