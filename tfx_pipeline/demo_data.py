@@ -28,6 +28,9 @@ import json
 import random
 from pathlib import Path
 
+# Shared with the sentiment monitor's demo stream, which does not import the pipeline.
+from suite_core.demo_text import COMPANIES, DAYS, SENTIMENT_TEMPLATES
+
 INTENT_TEMPLATES = {
     "card_arrival": ["{pre}my new card still hasn't arrived", "{pre}when will my card arrive",
                      "{pre}I ordered a card {when} and it is not here yet", "{pre}where is the card you sent me"],
@@ -51,19 +54,6 @@ INTENT_TEMPLATES = {
 PREFIXES = ["", "hi, ", "hello, ", "please help, ", "excuse me, ", "quick question: "]
 WHEN = ["yesterday", "last week", "two days ago", "this morning", "on monday", "a month ago"]
 
-COMPANIES = ["Nokia", "Fortum", "Kone", "Stora Enso", "Elisa", "Wartsila", "Sampo", "Neste", "UPM", "Outokumpu"]
-SENTIMENT_TEMPLATES = {
-    "positive": ["{co} net sales rose {n} % in the quarter", "{co} operating profit increased to EUR {n} million",
-                 "{co} wins a major contract worth EUR {n} million", "{co} raises its full-year outlook",
-                 "{co} reports record orders, up {n} percent"],
-    "negative": ["{co} operating loss widened to EUR {n} million", "{co} net sales fell {n} % in the quarter",
-                 "{co} cuts {n} jobs as demand weakens", "{co} lowers its profit guidance",
-                 "{co} shares drop {n} percent after a profit warning"],
-    "neutral": ["{co} will publish its interim report on {day}", "{co} appoints a new chief financial officer",
-                "{co} annual general meeting will be held in Helsinki", "{co} has {n} employees in Finland",
-                "{co} headquarters are located in Espoo"],
-}
-DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday"]
 
 # Product kind -> (category, synonyms shoppers use, what it is for).
 PRODUCTS = {

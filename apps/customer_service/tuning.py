@@ -1,7 +1,7 @@
 """Tunes the hand-off threshold for a target precision of the answered messages.
 
 The validation split is the pipeline's own eval split (same hash of the
-text, :func:`tfx_pipeline.beam.examples.split_of`), so the model never
+text, :func:`suite_core.splits.split_of`), so the model never
 trained on it.  The threshold is the lowest confidence that keeps the
 precision of everything at or above it at the target: the most messages
 answered at that precision.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from apps.customer_service.config import PolicyConfig
+from suite_core.splits import HashSplit, split_of
 
 if TYPE_CHECKING:  # The classifier loads the gRPC client and TensorFlow's protos: not for `--help`.
     from apps.customer_service.classifier import IntentClassifier
@@ -47,10 +48,7 @@ class LabelledText:
 
 def validation_rows(path: Path, split: str = "eval") -> list[LabelledText]:
     """The rows of a ``text,category`` CSV that fall in ``split`` of the pipeline's 90/10 split."""
-    from tfx_pipeline.beam.examples import split_of  # heavy (Beam); only tuning needs it
-    from tfx_pipeline.config import SplitConfig
-
-    split_config = SplitConfig(train=TRAIN_PERCENT, eval=EVAL_PERCENT)
+    split_config = HashSplit(train=TRAIN_PERCENT, eval=EVAL_PERCENT)
     try:
         # surrogateescape: one undecodable row is skipped below instead of failing the whole file.
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:

@@ -1,7 +1,7 @@
 """A deterministic, time-stamped demo stream of headlines and posts.
 
 The headlines use the companies and templates of the project's demo
-training data (:mod:`tfx_pipeline.demo_data`), so the tiny demo model scores
+training data (:mod:`suite_core.demo_text`), so the tiny demo model scores
 them sensibly.  Mentions vary (company name, cashtag, explicit ``tickers``);
 sources are ``wire`` (high priority), ``news`` and ``forum``.  The stream has
 a *negative surge* for one company, a few items arriving out of order
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.sentiment_monitor.items import Item, item_to_record
-from tfx_pipeline.demo_data import COMPANIES, DAYS, SENTIMENT_TEMPLATES
+from suite_core.demo_text import COMPANIES, DAYS, SENTIMENT_TEMPLATES
 
 TICKERS = {"Nokia": "NOK", "Fortum": "FORTUM", "Kone": "KNEBV", "Stora Enso": "STERV", "Elisa": "ELISA",
            "Wartsila": "WRT1V", "Sampo": "SAMPO", "Neste": "NESTE", "UPM": "UPM", "Outokumpu": "OUT1V"}

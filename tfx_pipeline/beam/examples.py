@@ -6,13 +6,13 @@ An Examples artifact is a directory with one sub-directory per split,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from suite_core.splits import split_of as split_of  # The apps find the eval rows with it too.
 from tfx_pipeline import storage
 from tfx_pipeline.beam import example_proto
 from tfx_pipeline.config import SplitConfig
@@ -49,19 +49,6 @@ def counted(row: Any, namespace: str, counter_name: str) -> Any:
     """The row unchanged, counted in a Beam counter (`beam.Map(counted, "ExampleGen", "split:train")`)."""
     Metrics.counter(namespace, counter_name).inc()
     return row
-
-
-def split_of(row: Mapping[str, str | None], split: SplitConfig) -> str:
-    """Hash of the text (or of the group column) picks the split, so a duplicated
-    text, or a query's group of rows, never straddles train and eval."""
-    if split.group_column:
-        key = row.get(split.group_column) or ""
-    else:
-        key = (row.get("text") or "") + "\x1f" + (row.get("text_pair") or "")
-    bucket = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % 100
-    if bucket < split.train:
-        return "train"
-    return "eval" if bucket < split.train + split.eval else "test"
 
 
 def split_names(split: SplitConfig) -> list[str]:
