@@ -47,30 +47,16 @@ from serving.client import (
     ServingRpcError,
     to_python,
 )
+from serving.model_errors import (
+    ModelCallError,
+    ModelError,
+    ModelNotServed,
+    ModelTimeout,
+    ModelUnavailable,
+)
 
-
-class ModelCallError(Exception):
-    """A model call that did not give a usable answer."""
-
-    model: str = ""
-    address: str = ""
-    code: grpc.StatusCode | None = None  # None: the server answered, but not usably.
-
-
-class ModelUnavailable(ModelCallError):
-    """The server did not answer (down, restarting, shedding load, too slow); retry later."""
-
-
-class ModelTimeout(ModelUnavailable):
-    """The server did not answer within the call's deadline (DEADLINE_EXCEEDED)."""
-
-
-class ModelNotServed(ModelCallError):
-    """The server serves no version of the model (NOT_FOUND)."""
-
-
-class ModelError(ModelCallError):
-    """The server refused the request, or answered with outputs the caller cannot use."""
+__all__ = ["Answer", "ModelCallError", "ModelClient", "ModelError", "ModelNotServed", "ModelTimeout",
+           "ModelUnavailable"]
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Asks the model server which intent each message is, over the TF Serving gRPC API.
 
 All messages of a call go to the server in as few Predict requests as the
-batch limit allows (one, for up to ``max_batch_size`` messages).  gRPC
-failures become the app's errors: UNAVAILABLE (after the client's retries),
-DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are :class:`ModelUnavailable`
-(retry later), anything else is :class:`ModelError`.
+batch limit allows (one, for up to ``max_batch_size`` messages), through the
+suite's model client (:mod:`serving.model_client`).  Its errors become the app's:
+not answered (UNAVAILABLE after the client's retries, DEADLINE_EXCEEDED,
+RESOURCE_EXHAUSTED) is :class:`ModelUnavailable` (retry later), anything else
+is :class:`ModelError`.
 
 Example::
 
@@ -22,7 +23,9 @@ import numpy as np
 
 from apps.customer_service.config import ServerConfig
 from apps.customer_service.errors import ModelError, ModelUnavailable
-from serving.client import ClientConfig, RetryPolicy, ServingClient, ServingRpcError
+from serving.client import ServingClient
+from serving.model_client import ModelCallError, ModelClient
+from serving.model_client import ModelUnavailable as NotAnswered
 
 _OUTPUTS = ("probabilities", "all_class_names")
 
@@ -67,14 +70,13 @@ class IntentClassifier:
 
     def __init__(self, server: ServerConfig, client: ServingClient | None = None) -> None:
         self.server = server
-        self.client = client or ServingClient(ClientConfig(
-            address=server.address,
-            timeout_seconds=server.deadline_seconds,
-            retry=RetryPolicy(max_attempts=server.max_attempts),
-        ))
+        self.models = ModelClient(server.address, deadline_seconds=server.deadline_seconds,
+                                  max_attempts=server.max_attempts, signature=server.signature,
+                                  max_rows_per_call=server.max_batch_size, client=client)
+        self.client = self.models.client
 
     def close(self) -> None:
-        self.client.close()
+        self.models.close()
 
     def __enter__(self) -> IntentClassifier:
         return self
@@ -84,11 +86,7 @@ class IntentClassifier:
 
     def classify(self, texts: Sequence[str]) -> list[RankedIntents]:
         """Ranked intents per text, in order; one Predict request per ``max_batch_size`` texts."""
-        size = self.server.max_batch_size
-        results: list[RankedIntents] = []
-        for start in range(0, len(texts), size):
-            results.extend(self._predict(list(texts[start:start + size])))
-        return results
+        return self._predict(list(texts)) if texts else []
 
     def known_intents(self) -> list[str]:
         """Every intent the served model can predict (its class names)."""
@@ -101,19 +99,9 @@ class IntentClassifier:
 
     def _predict(self, texts: list[str]) -> list[RankedIntents]:
         try:
-            prediction = self.client.predict(
-                self.server.model_name, texts, input_name=self.server.input_name,
-                signature=self.server.signature, output_filter=_OUTPUTS)
-        except ServingRpcError as exc:
-            where = f"model server {self.server.address} (model {self.server.model_name!r})"
-            if exc.transient:
-                raise ModelUnavailable(f"{where} did not answer: {exc.code.name}: {exc.details}") from None
-            raise ModelError(f"{where} refused the request: {exc.code.name}: {exc.details}") from None
-        missing = [name for name in _OUTPUTS if name not in prediction.outputs]
-        if missing:
-            raise ModelError(f"model {self.server.model_name!r} returned no {missing}; the app needs a signature "
-                             f"with outputs {list(_OUTPUTS)}")
-        ranked = rank(prediction.outputs["probabilities"], prediction.outputs["all_class_names"], prediction.version)
-        if len(ranked) != len(texts):
-            raise ModelError(f"sent {len(texts)} messages, the model answered {len(ranked)}")
-        return ranked
+            answer = self.models.predict(self.server.model_name, texts, _OUTPUTS, input_name=self.server.input_name)
+        except NotAnswered as exc:
+            raise ModelUnavailable(str(exc)) from None
+        except ModelCallError as exc:  # Refused, not served, or outputs the app cannot use.
+            raise ModelError(str(exc)) from None
+        return rank(answer.outputs["probabilities"], answer.outputs["all_class_names"], answer.version)

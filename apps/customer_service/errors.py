@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 from apps.http_json import HttpError
+from serving import model_errors
 
 
 class AppError(HttpError):
@@ -31,14 +32,14 @@ class InvalidMessage(AppError):
         super().__init__(message, problem=problem, status=status)
 
 
-class ModelUnavailable(AppError):
+class ModelUnavailable(AppError, model_errors.ModelUnavailable):
     """The model server cannot be reached or did not answer within the deadline; retry later."""
 
     status = 503
     problem = "model_unavailable"
 
 
-class ModelError(AppError):
+class ModelError(AppError, model_errors.ModelError):
     """The model server answered with an error, or with outputs this app cannot use."""
 
     status = 502

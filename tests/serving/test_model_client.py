@@ -59,7 +59,7 @@ def test_no_answer_is_model_unavailable_and_a_spent_deadline_model_timeout(targe
     assert info.value.address == address and not isinstance(info.value, ModelTimeout)
     with ModelClient(target.grpc_address, deadline_seconds=30) as models:
         with pytest.raises(ModelTimeout) as timeout:
-            models.predict(target.text_model, TEXTS * 50, OUTPUTS, timeout=1e-4)
+            models.predict(target.text_model, TEXTS * 20, OUTPUTS, timeout=1e-4)  # 100 rows: within max_batch_size
     assert timeout.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and isinstance(timeout.value, ModelUnavailable)
 
 
