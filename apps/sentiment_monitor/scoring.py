@@ -1,12 +1,13 @@
 """Scores texts with the ``sentiment`` model on a TF Serving compatible
-server: one Predict request per micro-batch, over :mod:`serving.client`.
+server: one Predict request per micro-batch, through the suite's model client
+(:mod:`serving.model_client`: deadline, retries, output and row checks).
 
 The model's signature maps ``text`` to ``probabilities`` [n, 3] and
 ``all_class_names`` [n, 3]; the probabilities are read by class name, not by
 position, so a model trained with another label order still scores right.
 
 Errors that mean "not now" (server down, restarting, model not loaded yet,
-deadline) raise :class:`ScoringUnavailable`: the caller keeps the items and
+deadline, call aborted or cancelled) raise :class:`ScoringUnavailable`: the caller keeps the items and
 tries again later.  Anything else (wrong model, wrong signature) raises
 :class:`ScoringError`, which retrying cannot fix.
 
@@ -24,10 +25,12 @@ import grpc
 
 from apps.sentiment_monitor.config import ScoringConfig
 from apps.sentiment_monitor.items import LABELS, Score
-from serving.client import ClientConfig, RetryPolicy, ServingClient, ServingRpcError
+from serving.client import RetryPolicy, ServingClient
+from serving.model_client import ModelCallError, ModelClient, ModelNotServed, ModelUnavailable
 
-TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.NOT_FOUND,
-                       grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED})
+OUTPUTS = ("probabilities", "all_class_names")
+# Besides no answer and no version served yet (the model is loading): calls the server gave up on.
+RETRYABLE_CODES = frozenset({grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED})
 
 
 class ScoringError(RuntimeError):
@@ -42,13 +45,13 @@ class SentimentScorer:
     def __init__(self, config: ScoringConfig, *, client: ServingClient | None = None) -> None:
         self.config = config
         # Few in-client retries: the monitor has its own, slower, back-off for a server that stays down.
-        self._client = client or ServingClient(ClientConfig(
-            address=config.address, timeout_seconds=config.timeout_seconds,
-            retry=RetryPolicy(max_attempts=2, initial_backoff_seconds=0.05, max_backoff_seconds=0.2)))
+        self._models = ModelClient(
+            config.address, deadline_seconds=config.timeout_seconds, signature=config.signature, client=client,
+            retry=RetryPolicy(max_attempts=2, initial_backoff_seconds=0.05, max_backoff_seconds=0.2))
         self.requests = 0  # Predict calls made (one per batch)
 
     def close(self) -> None:
-        self._client.close()
+        self._models.close()
 
     def __enter__(self) -> SentimentScorer:
         return self
@@ -61,23 +64,17 @@ class SentimentScorer:
         if not texts:
             return []
         try:
-            prediction = self._client.predict(self.config.model, list(texts), signature=self.config.signature)
-        except ServingRpcError as exc:
-            where = f"model {self.config.model!r} at {self.config.address}"
-            if exc.code in TRANSIENT:
-                raise ScoringUnavailable(f"{where} unavailable: {exc}") from exc
-            raise ScoringError(f"{where} refused the request: {exc}") from exc
+            answer = self._models.predict(self.config.model, list(texts), OUTPUTS)
+        except (ModelUnavailable, ModelNotServed) as exc:
+            raise ScoringUnavailable(str(exc)) from exc
+        except ModelCallError as exc:
+            if exc.code in RETRYABLE_CODES:
+                raise ScoringUnavailable(str(exc)) from exc
+            raise ScoringError(str(exc)) from exc  # A wrong model or signature: retrying will not fix it.
         finally:
             self.requests += 1
-        outputs = prediction.to_python()
-        missing = {"probabilities", "all_class_names"} - set(outputs)
-        if missing:
-            raise ScoringError(f"model {self.config.model!r} has no output(s) {sorted(missing)}; "
-                               f"it returned {sorted(outputs)}")
-        probabilities, names = outputs["probabilities"], outputs["all_class_names"]
-        if len(probabilities) != len(texts):
-            raise ScoringError(f"model {self.config.model!r} returned {len(probabilities)} rows for {len(texts)} texts")
-        rows = zip(probabilities, names, strict=True)
+        outputs = answer.to_python()
+        rows = zip(outputs["probabilities"], outputs["all_class_names"], strict=True)
         return [_score(dict(zip(row_names, row, strict=True))) for row, row_names in rows]
 
 
