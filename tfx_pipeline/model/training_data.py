@@ -7,6 +7,8 @@ little compute on padding and sees a handful of shapes.
 
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
 import numpy as np
 import tensorflow as tf
 
@@ -117,74 +119,60 @@ def _pad_to_multiple(features, *targets):
     return (padded, *targets)
 
 
-TRIPLE_FEATURES = {name: tf.io.VarLenFeature(tf.int64) for name in ("token_ids", "positive_ids", "negative_ids")}
-_TRIPLE_SOURCES = {"query": "token_ids", "positive": "positive_ids", "negative": "negative_ids"}
+# Each part of a multi-part example: (its token ids feature, its segment ids feature or None for zeros).
+Parts = Mapping[str, tuple[str, Optional[str]]]
+_TRIPLE_PARTS: Parts = {"query": ("token_ids", None), "positive": ("positive_ids", None),
+                        "negative": ("negative_ids", None)}
+_PAIR_PARTS: Parts = {"positive": ("token_ids", "segment_ids"), "negative": ("negative_ids", "negative_segment_ids")}
 
 
 def make_triple_dataset(file_pattern: str, batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
     """The embedder's (query, positive, negative) examples as `<part>_<feature>`
     inputs of `build_contrastive_trainer`, each part padded to a multiple of 16;
     the label is a placeholder (the loss's targets are the batch positions)."""
-    files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if shuffle:
-        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-
-    def parse(record):
-        parsed = tf.io.parse_single_example(record, TRIPLE_FEATURES)
-        features = {}
-        for part, source in _TRIPLE_SOURCES.items():
-            ids = tf.cast(tf.sparse.to_dense(parsed[source]), tf.int32)
-            features.update({f"{part}_token_ids": ids, f"{part}_padding_mask": tf.ones_like(ids),
-                             f"{part}_segment_ids": tf.zeros_like(ids)})
-        return features
-
-    def pad_each_part(features):
-        padded = {}
-        for part in _TRIPLE_SOURCES:
-            width = tf.shape(features[f"{part}_token_ids"])[1]
-            extra = (PAD_MULTIPLE - width % PAD_MULTIPLE) % PAD_MULTIPLE
-            padded.update({name: tf.pad(value, [[0, 0], [0, extra]]) for name, value in features.items()
-                           if name.startswith(f"{part}_")})
-        return padded, tf.zeros([tf.shape(features["query_token_ids"])[0]], tf.int64)
-
-    return (dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-            .padded_batch(batch_size)
-            .map(pad_each_part)
-            .prefetch(tf.data.AUTOTUNE))
-
-
-PAIR_FEATURES = {name: tf.io.VarLenFeature(tf.int64)
-                 for name in ("token_ids", "segment_ids", "negative_ids", "negative_segment_ids")}
-_PAIR_SOURCES = {"positive": ("token_ids", "segment_ids"), "negative": ("negative_ids", "negative_segment_ids")}
+    return _make_multi_part_dataset(file_pattern, batch_size, shuffle, seed, _TRIPLE_PARTS)
 
 
 def make_pair_dataset(file_pattern: str, batch_size: int, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
     """The pairwise re-ranker's examples -- (query, relevant item) and (query, mined negative), each packed
     into one sequence -- as `<positive|negative>_<feature>` inputs of `build_pairwise_trainer`, each part
     padded to a multiple of 16; the label is a placeholder (the positive is always part 0)."""
+    return _make_multi_part_dataset(file_pattern, batch_size, shuffle, seed, _PAIR_PARTS)
+
+
+def _make_multi_part_dataset(file_pattern: str, batch_size: int, shuffle: bool, seed: int,
+                             parts: Parts) -> tf.data.Dataset:
+    """Examples of several token sequences as `<part>_token_ids|padding_mask|segment_ids` inputs, each part
+    padded on its own to a multiple of 16, with a placeholder label."""
+    feature_spec = {name: tf.io.VarLenFeature(tf.int64)
+                    for sources in parts.values() for name in sources if name is not None}
     files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if shuffle:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
 
+    def dense(parsed, name):
+        return tf.cast(tf.sparse.to_dense(parsed[name]), tf.int32)
+
     def parse(record):
-        parsed = tf.io.parse_single_example(record, PAIR_FEATURES)
+        parsed = tf.io.parse_single_example(record, feature_spec)
         features = {}
-        for part, (ids_name, segments_name) in _PAIR_SOURCES.items():
-            ids = tf.cast(tf.sparse.to_dense(parsed[ids_name]), tf.int32)
+        for part, (ids_name, segments_name) in parts.items():
+            ids = dense(parsed, ids_name)
+            segments = dense(parsed, segments_name) if segments_name else tf.zeros_like(ids)
             features.update({f"{part}_token_ids": ids, f"{part}_padding_mask": tf.ones_like(ids),
-                             f"{part}_segment_ids": tf.cast(tf.sparse.to_dense(parsed[segments_name]), tf.int32)})
+                             f"{part}_segment_ids": segments})
         return features
 
     def pad_each_part(features):
         padded = {}
-        for part in _PAIR_SOURCES:
+        for part in parts:
             width = tf.shape(features[f"{part}_token_ids"])[1]
             extra = (PAD_MULTIPLE - width % PAD_MULTIPLE) % PAD_MULTIPLE
             padded.update({name: tf.pad(value, [[0, 0], [0, extra]]) for name, value in features.items()
                            if name.startswith(f"{part}_")})
-        return padded, tf.zeros([tf.shape(features["positive_token_ids"])[0]], tf.int64)
+        first = next(iter(parts))
+        return padded, tf.zeros([tf.shape(features[f"{first}_token_ids"])[0]], tf.int64)
 
     return (dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
             .padded_batch(batch_size)
