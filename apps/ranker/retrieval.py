@@ -1,22 +1,11 @@
 """Stage-1 pieces without I/O: metadata filters, top-k under a mask, and rank fusion.
 
-Fusion (``retrieval.fusion``):
-
-- ``rrf`` (default): reciprocal-rank fusion, ``sum over lists of 1 / (rrf_k + rank)``
-  with ranks from 1.  It uses ranks only, so BM25's unbounded scores and cosine
-  similarities need no calibration against each other, an item both retrievers
-  found rises above one only a single retriever found, and there is nothing to
-  tune per catalog (``rrf_k = 60`` is the value of Cormack et al., 2009).
-- ``score``: each list's scores min-max normalised to [0, 1] over its own
-  candidates, then ``w * lexical + (1 - w) * vector`` (``score_weight_lexical``);
-  it keeps how much better the top hit is than the next, but depends on the
-  score distributions of the day's query.
+Fusion (``retrieval.fusion``: ``rrf``, the default, or ``score`` with
+``score_weight_lexical``) is ``suite_core.fusion``'s, described there: the
+ranking evaluation fuses with the same code.
 
 Example:
 
->>> fused = fuse({"bm25": [(3, 9.0), (1, 4.0)], "vector": [(1, 0.8), (2, 0.5)]}, "rrf", rrf_k=60)
->>> [row for row, _ in fused]    # item 1 was found by both
-[1, 3, 2]
 >>> matches({"category": "kitchen", "price": 40, "in_stock": True},
 ...         compile_filters({"category": "kitchen", "price": {"max": 100}, "in_stock": True}))
 True
