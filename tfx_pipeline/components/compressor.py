@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfx_pipeline import storage
-from tfx_pipeline.beam.examples import read_split_rows, split_pattern
+from tfx_pipeline.beam.examples import read_split_rows
 from tfx_pipeline.components.pusher import Pusher
 from tfx_pipeline.compression import speed
 from tfx_pipeline.compression.judge import decide, write_variant_report
@@ -54,8 +54,8 @@ class Compressor(Component):
         return [dataclasses.asdict(self.variant), dataclasses.asdict(self.model), dataclasses.asdict(self.training)]
 
     def execute(self, ctx: ExecutionContext):
+        from tfx_pipeline.components.trainer import trainer_args
         from tfx_pipeline.compression.variants import build_variant
-        from tfx_pipeline.model.training import TrainerArgs
 
         teacher = ctx.inputs["model"]
         properties = {"variant": self.variant.name, "task": teacher.properties.get("task"),
@@ -63,13 +63,9 @@ class Compressor(Component):
         if not ctx.inputs["verdict"].properties.get("blessed"):
             ctx.log.info("variant %s not made: the teacher is not blessed", self.variant.name)
             return {"variant_model": {**properties, "made": False, "reason": "the teacher is not blessed"}}
-        examples = ctx.inputs["transformed_examples"]
         work = Path(ctx.execution_dir)
-        args = TrainerArgs(
-            train_files=split_pattern(examples.uri, "train"),
-            eval_files=split_pattern(examples.uri, "eval"),
-            num_train_examples=examples.properties["split_counts"]["train"],
-            transform_graph_dir=ctx.inputs["transform_graph"].uri,
+        args = trainer_args(
+            ctx,
             serving_model_dir=Path(ctx.output_dirs["variant_model"]),
             backup_dir=work / "backup",  # Outside the output dir: a killed distillation resumes.
             model_run_dir=work / "student_run",

@@ -32,12 +32,8 @@ class Trainer(Component):
         return [dataclasses.asdict(self.model), dataclasses.asdict(self.training)]
 
     def execute(self, ctx: ExecutionContext):
-        examples = ctx.inputs["transformed_examples"]
-        args = TrainerArgs(
-            train_files=split_pattern(examples.uri, "train"),
-            eval_files=split_pattern(examples.uri, "eval"),
-            num_train_examples=examples.properties["split_counts"]["train"],
-            transform_graph_dir=ctx.inputs["transform_graph"].uri,
+        args = trainer_args(
+            ctx,
             serving_model_dir=Path(ctx.output_dirs["model"]),
             # Outside the output dirs, which are cleared on a restart: a killed
             # training resumes from here.
@@ -53,3 +49,15 @@ class Trainer(Component):
         storage.write_json(storage.join(ctx.output_dirs["model_run"], "training_summary.json"), summary)
         return {"model": {"task": self.model.task, "text_pair": self.model.task == "text_pair_classification"},
                 "model_run": summary}
+
+
+def trainer_args(ctx: ExecutionContext, **outputs_and_configs) -> TrainerArgs:
+    """`run_fn`'s arguments: the data from the `transformed_examples` and
+    `transform_graph` inputs, the rest (output dirs, configs) as given."""
+    examples = ctx.inputs["transformed_examples"]
+    return TrainerArgs(
+        train_files=split_pattern(examples.uri, "train"),
+        eval_files=split_pattern(examples.uri, "eval"),
+        num_train_examples=examples.properties["split_counts"]["train"],
+        transform_graph_dir=ctx.inputs["transform_graph"].uri,
+        **outputs_and_configs)
