@@ -46,10 +46,10 @@ class TokenizeRows(beam.DoFn):
             yield encode_int_lists(features)
 
 
-class TokenizeEmbeddingTriples(beam.DoFn):
-    """(query id, its rows) -> one example per relevant row: `token_ids` (query),
-    `positive_ids` (the item), `negative_ids` (a mined negative, or an empty
-    text when the query has none), negatives taken round-robin."""
+class _TokenizeQueryGroups(beam.DoFn):
+    """(query id, its rows) -> the examples `examples` makes of the query text
+    and its relevant and mined-negative item texts (sorted: deterministic
+    whatever the shuffle); counts them under `counter`."""
 
     def __init__(self, transform_graph_dir: str, counter: str):
         self.transform_graph_dir, self.counter = transform_graph_dir, Metrics.counter("Transform", counter)
@@ -59,45 +59,48 @@ class TokenizeEmbeddingTriples(beam.DoFn):
 
     def process(self, group):
         _, rows = group
-        rows = sorted(rows, key=lambda row: row["text_pair"])  # Deterministic whatever the shuffle.
-        positives = [row["text_pair"] for row in rows if row["label"] == "relevant"]
-        negatives = [row["text_pair"] for row in rows if row["label"] != "relevant"] or [""]
-        if not positives:
-            return
-        texts = [rows[0]["text"], *positives, *negatives]
-        ids = self.preprocessor.token_id_lists(texts)
-        query, positive_ids, negative_ids = ids[0], ids[1:1 + len(positives)], ids[1 + len(positives):]
-        for i, positive in enumerate(positive_ids):
-            self.counter.inc()
-            yield encode_int_lists({"token_ids": query, "positive_ids": positive,
-                                    "negative_ids": negative_ids[i % len(negative_ids)]})
-
-
-class TokenizeRankingPairs(beam.DoFn):
-    """(query id, its rows) -> pairwise re-ranker examples: `token_ids`/`segment_ids` of the query packed
-    with a relevant item, `negative_ids`/`negative_segment_ids` with one of its mined negatives; every
-    negative once (relevant items taken round-robin), every relevant item at least once."""
-
-    def __init__(self, transform_graph_dir: str, counter: str):
-        self.transform_graph_dir, self.counter = transform_graph_dir, Metrics.counter("Transform", counter)
-
-    def setup(self):
-        self.preprocessor, _ = load_transform_graph(self.transform_graph_dir)
-
-    def process(self, group):
-        _, rows = group
-        rows = sorted(rows, key=lambda row: row["text_pair"])  # Deterministic whatever the shuffle.
+        rows = sorted(rows, key=lambda row: row["text_pair"])
         positives = [row["text_pair"] for row in rows if row["label"] == "relevant"]
         negatives = [row["text_pair"] for row in rows if row["label"] != "relevant"]
+        for example in self.examples(rows[0]["text"], positives, negatives):
+            self.counter.inc()
+            yield encode_int_lists(example)
+
+    def examples(self, query: str, positives: list[str], negatives: list[str]):
+        raise NotImplementedError
+
+
+class TokenizeEmbeddingTriples(_TokenizeQueryGroups):
+    """One example per relevant row: `token_ids` (query), `positive_ids` (the
+    item), `negative_ids` (a mined negative, or an empty text when the query
+    has none), negatives taken round-robin."""
+
+    def examples(self, query, positives, negatives):
+        if not positives:
+            return
+        negatives = negatives or [""]
+        ids = self.preprocessor.token_id_lists([query, *positives, *negatives])
+        query_ids, positive_ids, negative_ids = ids[0], ids[1:1 + len(positives)], ids[1 + len(positives):]
+        for i, positive in enumerate(positive_ids):
+            yield {"token_ids": query_ids, "positive_ids": positive,
+                   "negative_ids": negative_ids[i % len(negative_ids)]}
+
+
+class TokenizeRankingPairs(_TokenizeQueryGroups):
+    """Pairwise re-ranker examples: `token_ids`/`segment_ids` of the query packed
+    with a relevant item, `negative_ids`/`negative_segment_ids` with one of its
+    mined negatives; every negative once (relevant items taken round-robin),
+    every relevant item at least once."""
+
+    def examples(self, query, positives, negatives):
         if not positives or not negatives:
             return
         items = positives + negatives
-        token_ids, segment_ids = self.preprocessor.token_and_segment_id_lists([rows[0]["text"]] * len(items), items)
+        token_ids, segment_ids = self.preprocessor.token_and_segment_id_lists([query] * len(items), items)
         for i in range(max(len(positives), len(negatives))):
             p, n = i % len(positives), len(positives) + i % len(negatives)
-            self.counter.inc()
-            yield encode_int_lists({"token_ids": token_ids[p], "segment_ids": segment_ids[p],
-                                    "negative_ids": token_ids[n], "negative_segment_ids": segment_ids[n]})
+            yield {"token_ids": token_ids[p], "segment_ids": segment_ids[p],
+                   "negative_ids": token_ids[n], "negative_segment_ids": segment_ids[n]}
 
 
 class Transform(Component):
@@ -116,14 +119,12 @@ class Transform(Component):
                 self.group_column, *(["pairwise"] if self.model.is_pairwise else [])]
 
     def _tokenize(self, rows, split: str, graph_dir: str):
-        if self.model.task == "text_embedding":
+        if self.model.task == "text_embedding" or self.model.is_pairwise:
+            tokenize = (TokenizeEmbeddingTriples if self.model.task == "text_embedding"
+                        else TokenizeRankingPairs)(graph_dir, f"examples:{split}")
             return (rows
                     | f"GroupByQuery[{split}]" >> beam.GroupBy(lambda row: row[self.group_column])
-                    | f"Tokenize[{split}]" >> beam.ParDo(TokenizeEmbeddingTriples(graph_dir, f"examples:{split}")))
-        if self.model.is_pairwise:
-            return (rows
-                    | f"GroupByQuery[{split}]" >> beam.GroupBy(lambda row: row[self.group_column])
-                    | f"Tokenize[{split}]" >> beam.ParDo(TokenizeRankingPairs(graph_dir, f"examples:{split}")))
+                    | f"Tokenize[{split}]" >> beam.ParDo(tokenize))
         return (rows
                 | f"Batch[{split}]" >> beam.BatchElements(min_batch_size=32, max_batch_size=256)
                 | f"Tokenize[{split}]" >> beam.ParDo(TokenizeRows(graph_dir)))
