@@ -40,6 +40,16 @@ def trials(journal_dir: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="default", storage=storage).get_trials()
 
 
+def trials_so_far(journal_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    """The trials while the search may still be creating its journal or its study."""
+    if not (journal_dir / "journal.log").exists():
+        return []
+    try:
+        return trials(journal_dir)
+    except KeyError:  # the journal file exists before the study is written into it
+        return []
+
+
 def test_tune_resumes_after_a_kill_and_skips_the_finished_trial(demo_data_dir, tmp_path):
     config_path = write_config(demo_data_dir, tmp_path)
     study_dir = tmp_path / "root" / "tuning" / "default"
@@ -48,8 +58,8 @@ def test_tune_resumes_after_a_kill_and_skips_the_finished_trial(demo_data_dir, t
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
-        if (study_dir / "journal.log").exists():
-            states = [t.state for t in trials(study_dir)]
+        states = [t.state for t in trials_so_far(study_dir)]
+        if states:
             if states.count(optuna.trial.TrialState.COMPLETE) == 1 and optuna.trial.TrialState.RUNNING in states:
                 break
         time.sleep(0.5)
