@@ -31,10 +31,13 @@ def test_file_overrides_and_environment(tmp_path, monkeypatch):
     path.write_text("name: n\ndata: {path: '${DATA_DIR:-/default}/x.csv', text_column: t, label_column: l}\n"
                     "pipeline_root: '${ROOT}/${name}'\n")
     monkeypatch.setenv("ROOT", "/tmp/roots")
-    config = PipelineConfig.from_file(path, dict([parse_override("training.epochs=7")]))
+    # YAML 1.1 reads `1e-4` (no dot) as a string; a float field still takes it.
+    config = PipelineConfig.from_file(path, dict(map(parse_override, ["training.epochs=7",
+                                                                      "training.learning_rate=1e-4"])))
     assert config.data.path == "/default/x.csv"
     assert str(config.root) == "/tmp/roots/n"
     assert config.training.epochs == 7
+    assert config.training.learning_rate == 1e-4
     monkeypatch.delenv("ROOT")
     with pytest.raises(ConfigError, match="environment variable ROOT is not set"):
         PipelineConfig.from_file(path)
