@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/python scripts/quickstart.py
 
 ## Lint and type-check (configured in pyproject.toml); `make test` runs it first.
-PACKAGES := tfx_pipeline serving apps suite_core
+PACKAGES := tfx_pipeline serving apps suite_core benchmarks
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(PACKAGES)
@@ -39,9 +39,9 @@ test: setup system-packages lint
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
 
-## Benchmarks that print numbers (needs ../shared/data).
+## Benchmarks that print numbers (needs ../shared/data): the pipeline's; `python -m benchmarks --help` lists all.
 benchmark: setup
-	$(BIN)/python -m tfx_pipeline.benchmarks all
+	$(BIN)/python -m benchmarks pipeline all
 
 clean:
 	rm -rf work

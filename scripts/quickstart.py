@@ -17,9 +17,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +24,7 @@ from typing import Iterator
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from serving.launcher import INFRA_SERVING, ModelServerProcess, batching_flags  # noqa: E402
 from tfx_pipeline.cli import main as pipeline_main  # noqa: E402
 
 WORK = Path(os.environ.setdefault("SUITE_WORK_DIR", str(REPO / "work")))
@@ -38,43 +36,30 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def model_server(model_base_path: Path) -> Iterator[str]:
-    """`python -m serving` on loopback, as TF Serving would be started; yields its gRPC address."""
-    from serving.client import ClientConfig, ServingClient
+    """`python -m serving` on loopback, as TF Serving would be started; yields its gRPC address.
+    Its output goes to work/model_server.log."""
     from serving.config import write_model_server_config
 
     config = write_model_server_config(WORK / "models.config",
                                        {name: model_base_path / name for name in MODELS})
-    grpc_port, rest_port = free_port(), free_port()
-    infra = REPO / "infra" / "serving"
-    server = subprocess.Popen([
-        sys.executable, "-m", "serving", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-        f"--model_config_file={config}", "--enable_batching",
-        f"--batching_parameters_file={infra / 'batching.config'}",
-        f"--monitoring_config_file={infra / 'monitoring.config'}", "--bind_address=127.0.0.1"])
-    address = f"127.0.0.1:{grpc_port}"
+    server = ModelServerProcess([f"--model_config_file={config}", *batching_flags(),
+                                 f"--monitoring_config_file={INFRA_SERVING / 'monitoring.config'}"],
+                                WORK / "model_server.log").start()
     try:
-        with ServingClient(ClientConfig(address=address)) as client:
-            for model in MODELS:
-                if not any(p.name.isdigit() for p in (model_base_path / model).glob("*")):
-                    # Only the re-ranker may go unblessed (it must beat hybrid retrieval): the ranker
-                    # then answers in hybrid order, and its responses say so (rerank.status no_reranker).
-                    print(f"{model}: no blessed version pushed, not served")
-                    continue
-                version = client.wait_until_available(model, timeout_seconds=180)
-                print(f"serving {model} version {version} on {address} (REST on 127.0.0.1:{rest_port})")
-        yield address
+        for model in MODELS:
+            if not any(p.name.isdigit() for p in (model_base_path / model).glob("*")):
+                # Only the re-ranker may go unblessed (it must beat hybrid retrieval): the ranker
+                # then answers in hybrid order, and its responses say so (rerank.status no_reranker).
+                print(f"{model}: no blessed version pushed, not served")
+                continue
+            version = server.wait_until_available(model, timeout_seconds=180)
+            print(f"serving {model} version {version} on {server.grpc_address} (REST on {server.rest_address})")
+        yield server.grpc_address
     finally:
-        server.send_signal(signal.SIGTERM)  # Drains in-flight requests, then exits.
-        server.wait(timeout=60)
-        print(f"model server stopped (exit code {server.returncode})")
+        code = server.stop()  # SIGTERM: drains in-flight requests, then exits.
+        print(f"model server stopped (exit code {code})")
 
 
 def call_the_server(address: str) -> None:

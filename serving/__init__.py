@@ -2,5 +2,7 @@
 
 - :mod:`serving.server` -- :class:`~serving.server.ModelServer`, in-process or via ``python -m serving``
 - :mod:`serving.client` -- the client the apps use (works against real TF Serving too)
-- :mod:`serving.benchmark` -- closed-loop gRPC load generator
+- :mod:`serving.launcher` -- ``python -m serving`` as a child process on free loopback ports (benchmarks, tests)
+
+Its benchmarks live outside the package, in ``benchmarks/`` (``python -m benchmarks --help``).
 """

@@ -14,7 +14,7 @@ our text models pad each call to its longest text, so one long text in a
 batch of short ones multiplies the work of the whole batch.  Groups stay
 apart however few rows wait: a short text merged with a long one waits as
 long as the long one.  (MiniLM at half the saturation rate, `python -m
-serving.benchmark` phases: p99 42-48 ms, against 50-68 ms when up to 8
+benchmarks serving` phases: p99 42-48 ms, against 50-68 ms when up to 8
 waiting rows ran as one mixed batch; six runs of each, alternating.)
 
 With several length groups ready, a worker takes the one holding the most
@@ -64,7 +64,7 @@ class _Task:
 
 
 # A ready batch skipped for bigger ones this many times runs next.  Measured with
-# MiniLM, 64 clients, three 20 s runs back to back, twice (`python -m serving.benchmark`
+# MiniLM, 64 clients, three 20 s runs back to back, twice (`python -m benchmarks serving`
 # is too slow for a sweep): oldest first 141.1 / 142.8 req/s, passed over at most
 # 2 times 137.9 / 144.4, 8 times 148.6 / 149.9 (mean batch 14 rows instead of 12).
 MAX_TIMES_PASSED_OVER = 8

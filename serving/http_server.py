@@ -5,7 +5,7 @@ the sentiment monitor's ingest and dashboard) are Starlette applications
 served by uvicorn with its C parser (httptools), each on a background thread
 with an event loop of its own.  Chosen over the standard library's
 ``http.server`` (a thread per connection, no timeouts) and aiohttp by
-``python -m serving.benchmark rest`` and because uvicorn + Starlette add two
+``python -m benchmarks rest_front`` and because uvicorn + Starlette add two
 small packages to the stack.  What a hostile or broken client can do is
 bounded by :class:`HttpLimits`:
 

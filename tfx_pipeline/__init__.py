@@ -18,5 +18,5 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # The library's default; the command lines set 3 unless --verbose (suite_core.tf_logging).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow leaves oneDNN off on AMD CPUs; measured 2x faster training here
-# (`python -m tfx_pipeline.benchmarks trainer`). Set it to 0 to opt out.
+# (`python -m benchmarks pipeline trainer`). Set it to 0 to opt out.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -1,4 +1,4 @@
-"""``python -m apps.customer_service``: reply, serve, tune-threshold, info, check-templates, benchmark.
+"""``python -m apps.customer_service``: reply, serve, tune-threshold, info, check-templates.
 
 Examples::
 
@@ -8,7 +8,6 @@ Examples::
     python -m apps.customer_service tune-threshold --target-precision 0.95
     python -m apps.customer_service info
     python -m apps.customer_service check-templates
-    python -m apps.customer_service benchmark --model-base-path /models/intent
 
 Exit codes: 0 done, 1 some input was invalid, 2 bad usage or configuration,
 3 the model server is unreachable or failed.
@@ -66,10 +65,6 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("check-templates", help="list intents of the served model that have no reply template")
     commands.add_parser("info", help="the threshold in force and its coverage at the target precision")
-
-    bench = commands.add_parser("benchmark", help="latency and throughput through HTTP -> gRPC -> model")
-    from apps.customer_service.benchmark import add_arguments
-    add_arguments(bench)
     return parser
 
 
@@ -201,9 +196,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     from apps.customer_service.service import CustomerService
 
     try:
-        if args.command == "benchmark":
-            from apps.customer_service.benchmark import run_from_args
-            return run_from_args(args, _config(args), out)
         with CustomerService.from_config(_config(args)) as service:
             if args.command == "reply":
                 return _reply(service, args, out)

@@ -1,4 +1,4 @@
-"""``python -m apps.ranker``: ingest, remove, query, serve, evaluate, benchmark.
+"""``python -m apps.ranker``: ingest, remove, query, serve, evaluate.
 
 Examples::
 
@@ -10,7 +10,6 @@ Examples::
     python -m apps.ranker serve --port 8090
     python -m apps.ranker --index work/ranker/scifact --embedder scifact_embedder --reranker scifact_reranker \\
         evaluate /work/shared/data/scifact --split train --holdout 0.2 --limit 100
-    python -m apps.ranker benchmark --data /work/shared/data/scifact --model-base-path work/models
 
 Exit codes: 0 done, 1 invalid input, 2 bad usage or configuration,
 3 the model server is unreachable or failed, 4 the index is empty.
@@ -80,10 +79,6 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--rerank-depth", type=int, nargs="+",
                           help="N re-ranked per query (default from config); several: one system per depth")
     evaluate.add_argument("--output", type=Path, help="JSON report (default: <index>/../evaluation-<split>.json)")
-
-    bench = commands.add_parser("benchmark", help="latency by stage and throughput (prints numbers)")
-    from apps.ranker.benchmark import add_arguments
-    add_arguments(bench)
     return parser
 
 
@@ -152,9 +147,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
     try:
         config = _config(args)
-        if args.command == "benchmark":
-            from apps.ranker.benchmark import run_from_args
-            return run_from_args(args, config, out)
         with Ranker.from_config(config) as ranker:
             if args.command == "ingest":
                 _print(ranker.ingest(args.catalog, full=args.full).to_dict(), out)

@@ -21,7 +21,7 @@ Modules, one job each:
 - ``monitor``: the processing loop tying the above together.
 - ``sinks`` and ``delivery``: where alerts go, with retries and back-off.
 - ``charts`` and ``dashboard``: the PNG / HTML charts and the live page.
-- ``demo_stream``, ``backtest``, ``benchmark``, ``cli``: the commands.
+- ``demo_stream``, ``backtest``, ``cli``: the commands (its benchmark: ``python -m benchmarks sentiment_monitor``).
 
 Run ``python -m apps.sentiment_monitor --help``.
 """

@@ -7,7 +7,6 @@ Commands:
 - ``demo-stream FILE``: write the demo stream (optionally paced, to follow live).
 - ``dashboard``: serve the dashboard over an existing database.
 - ``replay``: send the alerts of the alert dead-letter queue now (all, one sink's, or one alert).
-- ``benchmark``: items/s end to end and alert latency (see :mod:`apps.sentiment_monitor.benchmark`).
 
 Example::
 
@@ -136,13 +135,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from apps.sentiment_monitor.benchmark import run_benchmark
-
-    run_benchmark(args)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m apps.sentiment_monitor",
                                      description="Financial news sentiment monitor with alerts.")
@@ -183,12 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--sink", help="only this sink's deliveries (its name)")
     replay.add_argument("--alert", help="only this alert id")
     replay.set_defaults(handler=cmd_replay)
-
-    from apps.sentiment_monitor.benchmark import add_arguments
-
-    bench = commands.add_parser("benchmark", help="measure throughput and alert latency")
-    add_arguments(bench)
-    bench.set_defaults(handler=cmd_benchmark)
     return parser
 
 

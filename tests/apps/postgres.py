@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from serving.launcher import free_port
+
 INSTALL_HINT = ("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: install them with "
                 "`apt-get install -y postgresql` (CI's set-up does), or point SUITE_POSTGRES_URL at a server")
 
@@ -33,12 +34,6 @@ INSTALL_HINT = ("PostgreSQL server binaries not found under /usr/lib/postgresql/
 def _bin_dir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_owner(command: list[str]) -> list[str]:
@@ -64,7 +59,7 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
     root.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     log = root / "server.log"
     subprocess.run(_as_owner([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
                               "--no-sync", "-E", "UTF8"]), check=True, capture_output=True)

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -31,18 +30,12 @@ from apps.customer_service.errors import InvalidMessage, ModelUnavailable
 from apps.customer_service.messages import Context, CustomerMessage
 from apps.customer_service.service import CustomerService
 from apps.customer_service.templates import Catalog, TemplateError
+from serving.launcher import free_port as closed_port  # a loopback port nothing listens on
 from tests.conftest import REPO, SHARED_DATA
 
 # A row of the demo data (tfx_pipeline/demo_data.py), so the tiny model knows it well.
 LOST_CARD = "I lost my card on monday"
 CARD_ARRIVAL = "When will my card arrive"
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def with_policy(config: AppConfig, **changes) -> AppConfig:
@@ -314,11 +307,13 @@ def test_cli_refuses_an_empty_message(capsys):
 
 def test_benchmark_runs_end_to_end_and_reports_its_numbers(trained_suite, demo_data_dir):
     """A short run on the tiny model: a server and the app in their own processes, loopback only."""
+    from benchmarks import customer_service as benchmark
+
     out = io.StringIO()
-    code = cli.main(["benchmark", "--model-base-path", str(trained_suite.model_base_path / "intent"),
-                     "--single-requests", "10", "--warmup-requests", "2", "--clients", "2", "--seconds", "1",
-                     "--data", str(demo_data_dir / "intent.csv"), "--json"], out=out)
-    assert code == cli.EXIT_OK
+    code = benchmark.main(["--model-base-path", str(trained_suite.model_base_path / "intent"),
+                           "--single-requests", "10", "--warmup-requests", "2", "--clients", "2", "--seconds", "1",
+                           "--data", str(demo_data_dir / "intent.csv"), "--json"], out=out)
+    assert code == 0
     report = json.loads(out.getvalue())
     for name in ("server", "app"):
         assert report["single"][name]["requests"] == 10 and report["single"][name]["errors"] == 0

@@ -8,7 +8,6 @@ import io
 import json
 import math
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,10 @@ from apps.ranker.errors import EmptyIndex, InvalidRequest, ModelError, ModelTime
 from apps.ranker.evaluation import evaluate, in_holdout, metrics_table, select_queries
 from apps.ranker.index import CURRENT, CatalogIndex
 from apps.ranker.ranker import Ranker, RankRequest
+from serving.launcher import free_port as closed_port  # a loopback port nothing listens on
 from suite_core.beir import BeirDataset, read_corpus
 from tfx_pipeline.beam.examples import split_of
 from tfx_pipeline.config import SplitConfig
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -461,7 +455,25 @@ def test_cli_ingest_query_remove_evaluate(server_address, catalog_file, demo_dat
         cli.main(["--help"])
     assert done.value.code == 0
     usage = capsys.readouterr().out
-    assert all(command in usage for command in ("ingest", "remove", "query", "serve", "evaluate", "benchmark"))
+    assert all(command in usage for command in ("ingest", "remove", "query", "serve", "evaluate"))
+
+
+def test_benchmark_starts_its_server_and_reports_stages_and_throughput(trained_ranking_models, demo_data_dir,
+                                                                       tmp_path):
+    """`python -m benchmarks ranker`, scaled down: its own model server (both models) on the tiny ones."""
+    from benchmarks import ranker as benchmark
+
+    out = io.StringIO()
+    code = benchmark.main(["--index", str(tmp_path / "index"), "--data", str(demo_data_dir / "catalog"),
+                           "--items", "40", "--rerank-depth", "5", "--requests", "4", "--warmup-requests", "1",
+                           "--clients", "2", "--seconds", "1",
+                           "--model-base-path", str(trained_ranking_models.model_base_path), "--json"], out)
+    assert code == 0
+    report = json.loads(out.getvalue())
+    assert report["items"] == 40 and report["ingest"]["items"] == 40
+    assert set(report["sequential"]["stages_ms"]) == {"bm25", "embed", "vector", "fusion", "rerank", "total"}
+    assert report["sequential"]["stages_ms"]["total"]["requests"] == 4
+    assert report["concurrent"]["ranker"]["requests"] > 0 and report["concurrent"]["ranker"]["errors"] == 0
 
 
 def test_module_examples_hold():

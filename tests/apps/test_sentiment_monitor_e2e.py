@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import urllib.request
 from pathlib import Path
@@ -22,6 +21,7 @@ from apps.sentiment_monitor.demo_stream import MALFORMED, demo_items, write_stre
 from apps.sentiment_monitor.ingest import DeadLetters
 from apps.sentiment_monitor.items import item_to_record
 from apps.sentiment_monitor.store import Store
+from serving.launcher import free_port
 from tests.apps.test_sentiment_monitor_sinks import Receiver, wait_for
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -98,12 +98,6 @@ def test_followed_file_and_http_items_are_scored_and_a_negative_surge_alerts(mod
     dead = DeadLetters(tmp_path / "dead.jsonl").read()
     assert sorted(d["line"] for d in dead) == sorted(MALFORMED) and all(d["reason"] for d in dead)
     store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_model_server(model_base_path: Path, port: int):
@@ -294,13 +288,9 @@ def test_run_command_reads_stdin_and_a_directory_until_idle(model_server, tmp_pa
 
 
 def test_benchmark_prints_throughput_latency_and_the_servers_own_rate(model_server, tmp_path, capsys):
-    import argparse
+    from benchmarks.sentiment_monitor import build_parser, run_benchmark
 
-    from apps.sentiment_monitor.benchmark import add_arguments, run_benchmark
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--address", model_server.grpc_address, "--items", "200", "--latency-items", "60",
+    args = build_parser().parse_args(["--address", model_server.grpc_address, "--items", "200", "--latency-items", "60",
                               "--latency-rate", "30", "--work-dir", str(tmp_path)])
     results = run_benchmark(args)
     printed = capsys.readouterr().out

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO
 
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-MODULES = ["tfx_pipeline", "serving", "apps.customer_service", "apps.sentiment_monitor", "apps.ranker"]
+MODULES = ["tfx_pipeline", "serving", "apps.customer_service", "apps.sentiment_monitor", "apps.ranker", "benchmarks"]
 HEAVY = ("tensorflow", "keras", "apache_beam")
 # TensorFlow's and absl's C++ log lines: "I0000 00:00:17.. 123 port.cc:153] ...", and their banners.
 TF_LOG = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog|oneDNN|cuda|cuInit|cpu_feature_guard", re.MULTILINE)

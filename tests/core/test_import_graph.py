@@ -1,6 +1,7 @@
 """The packages' import arrows, read from the source (every import statement, also those
 inside functions): apps/ need the serving API and suite_core, not the training pipeline;
-suite_core needs none of the suite's packages; tfx_pipeline and serving do not import each other."""
+suite_core needs none of the suite's packages; tfx_pipeline and serving do not import each other;
+benchmarks/ may import them all, and none of them imports benchmarks."""
 
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ def arrows(package: str, into: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize("package, forbidden", [
-    ("apps", ("tfx_pipeline", "keras_hub", "keras", "apache_beam")),
-    ("suite_core", ("tfx_pipeline", "serving", "apps", "tensorflow", "keras", "apache_beam")),
-    ("serving", ("tfx_pipeline", "apps")),
-    ("tfx_pipeline", ("serving", "apps")),
+    ("apps", ("tfx_pipeline", "keras_hub", "keras", "apache_beam", "benchmarks")),
+    ("suite_core", ("tfx_pipeline", "serving", "apps", "tensorflow", "keras", "apache_beam", "benchmarks")),
+    ("serving", ("tfx_pipeline", "apps", "benchmarks")),
+    ("tfx_pipeline", ("serving", "apps", "benchmarks")),
 ])
 def test_no_arrow_runs_into_a_package_it_must_not_need(package, forbidden):
     assert arrows(package, forbidden) == []
@@ -45,3 +46,11 @@ def test_the_pipeline_cli_and_its_scheduling_cli_do_not_import_each_other():
 
 def test_the_check_sees_imports_inside_functions():
     assert ("apps/customer_service/cli.py", "apps.customer_service.service") in imports("apps")  # in main()
+
+
+def test_the_benchmarks_start_servers_with_the_one_launcher_and_load_them_with_the_one_load_generator():
+    found = imports("benchmarks")
+    for name in ("serving", "rest_front", "customer_service", "ranker", "sentiment_monitor"):
+        assert (f"benchmarks/{name}.py", "serving.launcher") in found, name
+    for name in ("serving", "rest_front", "customer_service", "ranker"):
+        assert (f"benchmarks/{name}.py", "benchmarks.loadgen") in found, name

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import serving_saved_models as saved_models  # noqa: E402
+
+from serving.launcher import free_port as free_port  # noqa: E402  (the tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra" / "serving"
@@ -77,12 +78,6 @@ def wait_for(condition: Callable[[], object], timeout: float = 60.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

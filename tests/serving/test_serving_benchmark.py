@@ -1,4 +1,4 @@
-"""`python -m serving.benchmark` end to end, scaled down: tiny model, a few seconds per phase.
+"""`python -m benchmarks serving` and `rest_front` end to end, scaled down: tiny model, a few seconds per phase.
 
 The real run (MiniLM, minutes) is documented in the README; this keeps the command working.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import math
 
-from serving.benchmark import BenchmarkConfig, print_report, run
+from benchmarks.serving import BenchmarkConfig, print_report, run
 
 
 def test_benchmark_runs_paired_rounds_and_judges_the_targets(exports, tmp_path, capsys):
@@ -36,19 +36,19 @@ def test_benchmark_runs_paired_rounds_and_judges_the_targets(exports, tmp_path, 
         assert phase["requests"] > 0 and phase["errors"] == 0, phase
     assert report["memory"]["rss_start_mb"] > 0
     typical_half_rate = report["phases"][3]
-    assert typical_half_rate["phase"] == "batching on: half saturation rate"
-    unbatched_saturated = report["phases"][1]["throughput_per_s"]
+    assert typical_half_rate["name"] == "batching on: half saturation rate"
+    unbatched_saturated = report["phases"][1]["throughput_rps"]
     assert math.isclose(report["half_rate_vs_unbatched_saturation"],
-                        typical_half_rate["throughput_per_s"] / unbatched_saturated, rel_tol=0.02)
+                        typical_half_rate["throughput_rps"] / unbatched_saturated, rel_tol=0.02)
     assert set(report["targets"]) == {"saturation_vs_in_process", "half_rate_p99_vs_single_p50", "memory_flat"}
     assert "round 2:" in capsys.readouterr().out
 
 
 def test_rest_benchmark_compares_the_http_fronts_side_by_side(exports, tmp_path, capsys):
-    """`python -m serving.rest_benchmark`, scaled down: the three fronts answer every request, the report
+    """`python -m benchmarks rest_front`, scaled down: the three fronts answer every request, the report
     judges uvicorn against both old ones."""
-    from serving.rest_benchmark import FRONTS, RestBenchmarkConfig, print_report
-    from serving.rest_benchmark import run as run_rest
+    from benchmarks.rest_front import FRONTS, RestBenchmarkConfig, print_report
+    from benchmarks.rest_front import run as run_rest
 
     data = tmp_path / "texts.csv"
     data.write_text("text,label\n" + "".join(f"where is my card {i},card_arrival\n" for i in range(20)))

@@ -20,26 +20,26 @@ In one run, on loopback only:
 
 Not a test: it prints numbers.  Example::
 
-    python -m apps.ranker --embedder scifact_embedder --reranker scifact_reranker --index work/ranker/bench \\
-        benchmark --model-base-path work/models --items 5000 --clients 4 --seconds 20
+    python -m benchmarks ranker --embedder scifact_embedder --reranker scifact_reranker --index work/ranker/bench \\
+        --model-base-path work/models --items 5000 --clients 4 --seconds 20
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from apps import loadgen
-from apps.loadgen import Latencies, Process, concurrent, load_line
-from apps.ranker.config import REPO, AppConfig
+from apps.ranker.config import DEFAULT_CONFIG_PATH, REPO, AppConfig, load_config, with_overrides
+from benchmarks.command import parse_args, write_report
+from benchmarks.loadgen import Latencies, closed_loop, load_line
+from serving.launcher import ModelServerProcess, batching_flags
 from suite_core.beir import BeirDataset
 
 if TYPE_CHECKING:  # The ranker loads the gRPC client and TensorFlow's protos: not for the CLI's `--help`.
@@ -49,7 +49,16 @@ DEFAULT_DATA = Path(os.environ.get("SUITE_SHARED_DATA", REPO.parent / "shared" /
 STAGES = ("bm25", "embed", "vector", "fusion", "rerank", "total")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks ranker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help="the ranker's YAML config (default: packaged)")
+    parser.add_argument("--server", help="model server host:port, overriding the config")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's C++ log lines")
+    parser.add_argument("--index", help="index directory, overriding the config")
+    parser.add_argument("--embedder", help="embedder model name, overriding the config")
+    parser.add_argument("--reranker", help="re-ranker model name, overriding the config")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BEIR directory (default: SciFact)")
     parser.add_argument("--split", default="train", help="whose queries are sent")
     parser.add_argument("--items", type=int, default=5000, help="catalog size: the corpus's first N documents")
@@ -63,13 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-base-path", type=Path,
                         help="start a model server on <path>/<embedder>/ and <path>/<reranker>/")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return parser
 
 
-def start_model_server(base: Path, models: tuple[str, ...], workdir: Path) -> tuple[Process, str]:
+def start_model_server(base: Path, models: tuple[str, ...], workdir: Path) -> ModelServerProcess:
+    """``python -m serving`` on ``<base>/<model>/`` for each of ``models``, batching on as deployed."""
     from serving.config import write_model_server_config
 
     config = write_model_server_config(workdir / "models.config", {name: base / name for name in models})
-    return loadgen.start_model_server([f"--model_config_file={config}"], models, workdir)
+    return ModelServerProcess([f"--model_config_file={config}", *batching_flags()], workdir / "model_server.log",
+                              models=models).start()
 
 
 def _measure(ranker: Ranker, args: argparse.Namespace, queries: list[str], log: TextIO) -> dict:
@@ -123,11 +135,11 @@ def _measure(ranker: Ranker, args: argparse.Namespace, queries: list[str], log: 
             models.rerank(*batches[next(index) % len(batches)])
         return call
 
-    load_app = concurrent("ranker", ranker_caller, queries, args.clients, args.seconds).summary()
+    load_app = closed_loop("ranker", ranker_caller, queries, args.clients, args.seconds).summary()
     if not served:
         return {"reranker_served": False, "sequential": {"stages_ms": by_stage, "rerank_predict_direct": None},
                 "concurrent": {"clients": args.clients, "ranker": load_app, "rerank_predict_direct": None}}
-    load_direct = concurrent("rerank_predict_direct", predict_caller, queries, args.clients, args.seconds).summary()
+    load_direct = closed_loop("rerank_predict_direct", predict_caller, queries, args.clients, args.seconds).summary()
     assert direct_summary is not None
     rerank_p50, direct_p50 = by_stage["rerank"]["p50_ms"], direct_summary["p50_ms"]
     return {
@@ -153,15 +165,16 @@ def run(config: AppConfig, args: argparse.Namespace, log: TextIO) -> dict:
     report: dict = {"data": str(args.data), "items": len(documents), "rerank_depth": args.rerank_depth,
                     "request_budget_ms": budget,
                     "models": {"embedder": config.server.embedder_model, "reranker": config.server.reranker_model}}
-    started: list[Process] = []
+    started: list[ModelServerProcess] = []
     with tempfile.TemporaryDirectory(prefix="ranker-bench-") as tmp:
         try:
             if args.model_base_path is not None:
                 print(f"starting the model server on {args.model_base_path} ...", file=log, flush=True)
-                server, address = start_model_server(
+                server = start_model_server(
                     args.model_base_path, (config.server.embedder_model, config.server.reranker_model), Path(tmp))
                 started.append(server)
-                config = dataclasses.replace(config, server=dataclasses.replace(config.server, address=address))
+                config = dataclasses.replace(config, server=dataclasses.replace(config.server,
+                                                                                address=server.grpc_address))
             from apps.ranker.ranker import Ranker
 
             with Ranker(config) as ranker:
@@ -203,10 +216,12 @@ def print_report(report: dict, out: TextIO) -> None:
               f"{c['rerank_pairs_per_second_direct']} straight to the server", file=out)
 
 
-def run_from_args(args: argparse.Namespace, config: AppConfig, out: TextIO) -> int:
-    report = run(config, args, sys.stderr)
-    if args.json:
-        print(json.dumps(report), file=out)
-    else:
-        print_report(report, out)
-    return 0
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    config = with_overrides(load_config(args.config), address=args.server, index_path=args.index,
+                            embedder_model=args.embedder, reranker_model=args.reranker)
+    return write_report(run(config, args, sys.stderr), args.json, print_report, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

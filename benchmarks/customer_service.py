@@ -16,7 +16,7 @@ In one run, on loopback only:
 
 Not a test: it prints numbers.  Example::
 
-    python -m apps.customer_service benchmark --model-base-path /work/fulltrain/models/intent \\
+    python -m benchmarks customer_service --model-base-path /work/fulltrain/models/intent \\
         --clients 16 --seconds 30
 """
 
@@ -28,15 +28,16 @@ import http.client
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from apps import loadgen
-from apps.customer_service.config import AppConfig, with_server_address
+from apps.customer_service.config import DEFAULT_CONFIG_PATH, AppConfig, load_config, with_server_address
 from apps.customer_service.tuning import default_data_path, tune, validation_rows
-from apps.loadgen import CallerFactory, Process, concurrent, free_port, load_line, sequential, wait_for_port
+from benchmarks.command import parse_args, write_report
+from benchmarks.loadgen import CallerFactory, closed_loop, load_line, sequential
+from serving.launcher import ModelServerProcess, ServerProcess, batching_flags, free_port
 
 SAMPLE_MESSAGES = (
     "I still haven't received my new card, when will it arrive?",
@@ -58,7 +59,13 @@ class BenchmarkConfig:
     data: Path | None = None  # validation CSV; None: Banking77 in the shared data, if present
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks customer_service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="the app's YAML config "
+                        "(default: packaged)")
+    parser.add_argument("--server", help="model server host:port, overriding the config")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's C++ log lines")
     defaults = BenchmarkConfig()
     parser.add_argument("--model-base-path", type=Path,
                         help="start a model server on this base path (<path>/<version>/saved_model.pb)")
@@ -69,20 +76,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-precision", type=float, default=defaults.target_precision)
     parser.add_argument("--data", type=Path, help="validation CSV (default: Banking77 in the shared data)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return parser
 
 
-def start_model_server(model_base_path: Path, model_name: str, workdir: Path) -> tuple[Process, str]:
-    return loadgen.start_model_server([f"--model_name={model_name}", f"--model_base_path={model_base_path}"],
-                                      [model_name], workdir)
+def start_model_server(model_base_path: Path, model_name: str, workdir: Path) -> ModelServerProcess:
+    """``python -m serving`` on the model, batching on as deployed, once the model is available."""
+    return ModelServerProcess([f"--model_name={model_name}", f"--model_base_path={model_base_path}",
+                               *batching_flags()], workdir / "model_server.log", models=(model_name,)).start()
 
 
-def start_app(config_path: Path, server_address: str, workdir: Path) -> tuple[Process, int]:
+def start_app(config_path: Path, server_address: str, workdir: Path) -> ServerProcess:
     port = free_port()
-    app = Process([sys.executable, "-m", "apps.customer_service", "--config", str(config_path),
-                   "--server", server_address, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                  workdir / "app.log")
-    wait_for_port(port, app.process, "the app")
-    return app, port
+    return ServerProcess([sys.executable, "-m", "apps.customer_service", "--config", str(config_path),
+                          "--server", server_address, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                         port, workdir / "app.log", what="the app", stop_timeout_seconds=30).start()
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -132,16 +139,18 @@ def run(app_config: AppConfig, config_path: Path, bench: BenchmarkConfig, model_
     report: dict = {"config": dataclasses.asdict(bench) | {"data": str(data) if rows else None}}
     with tempfile.TemporaryDirectory(prefix="cs-bench-") as tmp:
         workdir = Path(tmp)
-        started: list[Process] = []
+        started: list[ServerProcess] = []
         try:
             address = app_config.server.address
             if model_base_path is not None:
                 print(f"starting the model server on {model_base_path} ...", file=log, flush=True)
-                server, address = start_model_server(model_base_path, app_config.server.model_name, workdir)
+                server = start_model_server(model_base_path, app_config.server.model_name, workdir)
                 started.append(server)
+                address = server.grpc_address
             print(f"starting the app against {address} ...", file=log, flush=True)
-            app, port = start_app(config_path, address, workdir)
+            app = start_app(config_path, address, workdir)
             started.append(app)
+            port = app.port
 
             print("one message at a time ...", file=log, flush=True)
             model = app_config.server.model_name
@@ -156,8 +165,9 @@ def run(app_config: AppConfig, config_path: Path, bench: BenchmarkConfig, model_
                 report["single"]["app"]["p99_ms"] / report["single"]["server"]["p99_ms"], 2)
 
             print(f"{bench.clients} concurrent clients for {bench.seconds:.0f}s each ...", file=log, flush=True)
-            load_direct = concurrent("grpc_direct", grpc_caller(address, model), texts, bench.clients, bench.seconds)
-            load_app = concurrent("http_app", http_caller(port), texts, bench.clients, bench.seconds)
+            load_direct = closed_loop("grpc_direct", grpc_caller(address, model), texts, bench.clients,
+                                      bench.seconds)
+            load_app = closed_loop("http_app", http_caller(port), texts, bench.clients, bench.seconds)
             report["concurrent"] = {"clients": bench.clients, "server": load_direct.summary(),
                                     "app": load_app.summary()}
 
@@ -202,13 +212,17 @@ def print_report(report: dict, out: TextIO) -> None:
         print("\nno validation data found: accuracy and coverage skipped (--data)", file=out)
 
 
-def run_from_args(args: argparse.Namespace, app_config: AppConfig, out: TextIO) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    app_config = load_config(args.config)
+    if args.server:
+        app_config = with_server_address(app_config, args.server)
     bench = BenchmarkConfig(single_requests=args.single_requests, clients=args.clients, seconds=args.seconds,
                             warmup_requests=args.warmup_requests, target_precision=args.target_precision,
                             data=args.data)
     report = run(app_config, args.config, bench, args.model_base_path, sys.stderr)
-    if args.json:
-        print(json.dumps(report), file=out)
-    else:
-        print_report(report, out)
-    return 0
+    return write_report(report, args.json, print_report, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,7 @@ model server's own throughput for the same batches, in one run.
 Either point at a running server (``--address``) or let the benchmark start
 ``python -m serving`` on ``--model-base-path`` with batching on.  Example::
 
-    python -m apps.sentiment_monitor benchmark --model-base-path /work/fulltrain/models/sentiment --items 3000
+    python -m benchmarks sentiment_monitor --model-base-path /work/fulltrain/models/sentiment --items 3000
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
-from apps.loadgen import free_port
 from apps.sentiment_monitor.config import (
     BaselineShiftRule,
     DeliveryConfig,
@@ -52,11 +52,15 @@ from apps.sentiment_monitor.config import (
 )
 from apps.sentiment_monitor.demo_stream import Surge, demo_items
 from apps.sentiment_monitor.items import item_to_record
+from benchmarks.command import parse_args
+from serving.launcher import ModelServerProcess, batching_flags
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks sentiment_monitor", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's C++ log lines")
     parser.add_argument("--address", help="host:port of a running server (else --model-base-path)")
     parser.add_argument("--model-base-path", help="start `python -m serving` on this model (batching on)")
     parser.add_argument("--model", default="sentiment")
@@ -65,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-items", type=int, default=400)
     parser.add_argument("--latency-rate", type=float, default=20.0, help="items/s appended in the latency run")
     parser.add_argument("--work-dir", help="where files and databases go (default: a temporary directory)")
+    return parser
 
 
 class WebhookReceiver:
@@ -94,16 +99,6 @@ class WebhookReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def start_server(model_base_path: str, model: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", f"--port={port}", f"--model_name={model}",
-         f"--model_base_path={model_base_path}", "--enable_batching",
-         f"--batching_parameters_file={REPO / 'infra/serving/batching.config'}", "--bind_address=127.0.0.1"],
-        cwd=REPO)
-    return process, f"127.0.0.1:{port}"
 
 
 def _config(work: Path, name: str, address: str, model: str, batch_size: int, **changes) -> MonitorConfig:
@@ -194,10 +189,12 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         raise SystemExit("benchmark: give --address of a running server or --model-base-path to start one")
     server = None
     address = args.address
-    if not address:
-        server, address = start_server(args.model_base_path, args.model)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="sentiment-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if not address:
+        server = ModelServerProcess([f"--model_name={args.model}", f"--model_base_path={args.model_base_path}",
+                                     *batching_flags()], work / "model_server.log").start()
+        address = server.grpc_address
     try:
         with ServingClient(ClientConfig(address=address)) as client:
             version = client.wait_until_available(args.model, timeout_seconds=300)
@@ -207,8 +204,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         latency = alert_latency(work, address, args.model, args.latency_items, args.latency_rate, args.batch_size)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(60)
+            server.stop()
     batches = np.array(end_to_end["batches"])
     results = {
         "end_to_end_items_per_second": round(end_to_end["items_per_second"], 1),
@@ -227,3 +223,14 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     for key, value in results.items():
         print(f"{key:40s} {value}")
     return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_benchmark(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,13 +1,13 @@
 """Pipeline benchmarks that print numbers (not part of the tests).
 
-    python -m tfx_pipeline.benchmarks beam            # preprocessing rows/s, 1 vs 2 workers (FnApiRunner, Dask)
-    python -m tfx_pipeline.benchmarks trainer         # training examples/s: default vs XLA, oneDNN off vs on
-    python -m tfx_pipeline.benchmarks distribution    # training examples/s: one device vs 2 mirrored CPU replicas
-    python -m tfx_pipeline.benchmarks multi-worker    # tiny-BERT training: one process vs 2 worker processes
-    python -m tfx_pipeline.benchmarks memory          # peak RSS of a whole pipeline run on Banking77
-    python -m tfx_pipeline.benchmarks full-training   # Banking77 and Financial PhraseBank: accuracy, F1, time
-    python -m tfx_pipeline.benchmarks compression --config tfx_pipeline/configs/banking77.yaml  # fp32 vs variants
-    python -m tfx_pipeline.benchmarks all
+    python -m benchmarks pipeline beam            # preprocessing rows/s, 1 vs 2 workers (FnApiRunner, Dask)
+    python -m benchmarks pipeline trainer         # training examples/s: default vs XLA, oneDNN off vs on
+    python -m benchmarks pipeline distribution    # training examples/s: one device vs 2 mirrored CPU replicas
+    python -m benchmarks pipeline multi-worker    # tiny-BERT training: one process vs 2 worker processes
+    python -m benchmarks pipeline memory          # peak RSS of a whole pipeline run on Banking77
+    python -m benchmarks pipeline full-training   # Banking77 and Financial PhraseBank: accuracy, F1, time
+    python -m benchmarks pipeline compression --config tfx_pipeline/configs/banking77.yaml  # fp32 vs variants
+    python -m benchmarks pipeline all
 
 Every comparison is measured in the same run, on the same data, so the
 ratios hold on whatever machine prints them. Data comes from
@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import tfx_pipeline  # noqa: F401  Environment defaults before TensorFlow loads.
+import tfx_pipeline  # Environment defaults before TensorFlow loads.
 from tfx_pipeline.config import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = Path(__file__).parent / "configs"
+CONFIGS = Path(tfx_pipeline.__file__).parent / "configs"
 DATA_COMPONENTS = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform")
 TWO_WORKERS = ("--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing")
 
@@ -176,7 +176,7 @@ def _distribution_worker(steps: int) -> dict:
 
 def _run_worker(name: str, steps: int, env: dict[str, str] | None = None) -> dict:
     """A measurement in a fresh process: TensorFlow reads oneDNN and device settings once."""
-    output = subprocess.run([sys.executable, "-m", "tfx_pipeline.benchmarks", name, "--steps", str(steps)],
+    output = subprocess.run([sys.executable, "-m", "benchmarks.pipeline", name, "--steps", str(steps)], cwd=REPO,
                             env={**os.environ, **(env or {})}, capture_output=True, text=True, check=True)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
@@ -325,7 +325,7 @@ def benchmark_compression(work: Path, config_path: Path, variants_json: str | No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfx_pipeline.benchmarks", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("benchmark", choices=["beam", "trainer", "distribution", "multi-worker", "memory",
                                               "full-training", "compression", "all",

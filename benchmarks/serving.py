@@ -1,4 +1,4 @@
-"""Closed-loop gRPC load generator for an exported text classifier.
+"""The model server over gRPC under closed- and open-loop load, for an exported text classifier.
 
 Starts ``python -m serving`` on the model (once with batching off, once
 on), drives it with N concurrent clients sending one real Banking77 text
@@ -17,9 +17,9 @@ rounds -- the in-process reference right before the saturated load, the
 single-client latency (on the unbatched server, which stays up) right
 before the half-rate load -- and judged on the median round.
 
-Not part of the tests: it takes minutes and prints numbers.  Example::
+Not part of the tests (a scaled-down run is): it takes minutes and prints numbers.  Example::
 
-    python -m serving.benchmark --model_path /models/intent/3 --clients 64 --soak_seconds 600
+    python -m benchmarks serving --model_path /models/intent/3 --clients 64 --soak_seconds 600
 """
 
 from __future__ import annotations
@@ -29,26 +29,22 @@ import csv
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.loadgen import Latencies, closed_loop, open_loop
 from serving.batching import estimate_tokens
+from serving.launcher import INFRA_SERVING, REPO, ModelServerProcess
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "banking77" / "train.csv"
-INFRA_BATCHING = REPO / "infra" / "serving" / "batching.config"
+INFRA_BATCHING = INFRA_SERVING / "batching.config"
 
 
 @dataclass(frozen=True)
@@ -78,34 +74,6 @@ class BenchmarkConfig:
     server_inter_op_threads: int = 0
 
 
-@dataclass
-class LoadResult:
-    """One load phase."""
-
-    name: str
-    requests: int
-    errors: int
-    seconds: float
-    latencies_ms: list[float] = field(default_factory=list, repr=False)
-
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
-
-    def summary(self) -> dict:
-        return {
-            "phase": self.name,
-            "requests": self.requests,
-            "errors": self.errors,
-            "throughput_per_s": round(self.throughput, 1),
-            "p50_ms": round(self.percentile(50), 1),
-            "p99_ms": round(self.percentile(99), 1),
-        }
-
-
 def read_texts(path: Path) -> list[str]:
     with open(path, newline="", encoding="utf-8") as handle:
         texts = [row["text"] for row in csv.DictReader(handle) if row.get("text")]
@@ -114,13 +82,7 @@ def read_texts(path: Path) -> list[str]:
     return texts
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _base_path_for(model_path: Path, workdir: Path) -> Path:
+def base_path_for(model_path: Path, workdir: Path) -> Path:
     """A model base path: ``model_path`` itself, or a temp one linking a version dir as 1."""
     if (model_path / "saved_model.pb").is_file():
         base = workdir / "base"
@@ -186,134 +148,20 @@ class InProcessSignature:
 # -- the server under test ------------------------------------------------------------------
 
 
-class ServerProcess:
-    """``python -m serving`` in a subprocess, on free loopback ports."""
-
-    def __init__(self, config: BenchmarkConfig, base_path: Path, workdir: Path, batching: bool) -> None:
-        self.port = _free_port()
-        args = [
-            sys.executable, "-m", "serving", f"--port={self.port}", "--bind_address=127.0.0.1",
-            f"--model_name={config.model_name}", f"--model_base_path={base_path}",
+def server_flags(config: BenchmarkConfig, base_path: Path, batching: bool) -> list[str]:
+    """``python -m serving``'s flags for the model, its thread pools and (``batching``) the batching file."""
+    flags = [f"--model_name={config.model_name}", f"--model_base_path={base_path}"]
+    if config.server_intra_op_threads:
+        flags.append(f"--tensorflow_intra_op_parallelism={config.server_intra_op_threads}")
+    if config.server_inter_op_threads:
+        flags.append(f"--tensorflow_inter_op_parallelism={config.server_inter_op_threads}")
+    if batching:
+        flags += [
+            "--enable_batching",
+            f"--batching_parameters_file={config.batching_parameters_file}",
+            f"--batching_group_by_text_length={str(config.group_by_text_length).lower()}",
         ]
-        if config.server_intra_op_threads:
-            args.append(f"--tensorflow_intra_op_parallelism={config.server_intra_op_threads}")
-        if config.server_inter_op_threads:
-            args.append(f"--tensorflow_inter_op_parallelism={config.server_inter_op_threads}")
-        if batching:
-            args += [
-                "--enable_batching",
-                f"--batching_parameters_file={config.batching_parameters_file}",
-                f"--batching_group_by_text_length={str(config.group_by_text_length).lower()}",
-            ]
-        self.log = open(workdir / f"server-batching-{'on' if batching else 'off'}.log", "w")
-        self.process = subprocess.Popen(args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-
-# -- load generation ------------------------------------------------------------------------
-
-
-def closed_loop(
-        name: str, call: Callable[[str], None], texts: Sequence[str], clients: int, seconds: float) -> LoadResult:
-    """``clients`` threads, each sending its next request as soon as the last one returns."""
-    stop_at = time.perf_counter() + seconds
-    lock = threading.Lock()
-    result = LoadResult(name=name, requests=0, errors=0, seconds=seconds)
-
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        latencies, errors = [], 0
-        while time.perf_counter() < stop_at:
-            text = texts[rng.randrange(len(texts))]
-            started = time.perf_counter()
-            try:
-                call(text)
-                latencies.append((time.perf_counter() - started) * 1000)
-            except Exception:  # noqa: BLE001 - counted, the load goes on
-                errors += 1
-        with lock:
-            result.latencies_ms.extend(latencies)
-            result.requests += len(latencies)
-            result.errors += errors
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    result.seconds = time.perf_counter() - started
-    return result
-
-
-def open_loop(
-    name: str,
-    call: Callable[[str], None],
-    texts: Sequence[str],
-    rate: float,
-    seconds: float,
-    on_tick: Callable[[], None] | None = None,
-) -> LoadResult:
-    """Requests sent at a fixed rate; latency counts from the scheduled send time."""
-    result = LoadResult(name=name, requests=0, errors=0, seconds=seconds)
-    lock = threading.Lock()
-    rng = random.Random(1)
-
-    def send(scheduled: float, text: str) -> None:
-        try:
-            call(text)
-            latency = (time.perf_counter() - scheduled) * 1000
-            with lock:
-                result.latencies_ms.append(latency)
-                result.requests += 1
-        except Exception:  # noqa: BLE001
-            with lock:
-                result.errors += 1
-
-    started = time.perf_counter()
-    next_tick = started
-    with ThreadPoolExecutor(max_workers=256) as pool:
-        index = 0
-        while True:
-            scheduled = started + index / rate
-            if scheduled - started >= seconds:
-                break
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(send, scheduled, texts[rng.randrange(len(texts))])
-            index += 1
-            if on_tick is not None and time.perf_counter() >= next_tick:
-                on_tick()
-                next_tick += 5.0
-    result.seconds = time.perf_counter() - started
-    return result
+    return flags
 
 
 def _predict_call(
@@ -350,9 +198,9 @@ class Round:
     """One paired round with batching on: each target's two figures taken back to back."""
 
     in_process: float  # examples/s, best batch size, measured right before `saturated`
-    saturated: LoadResult
-    single: LoadResult  # one client, unbatched server, right before `half_rate`
-    half_rate: LoadResult
+    saturated: Latencies
+    single: Latencies  # one client, unbatched server, right before `half_rate`
+    half_rate: Latencies
 
     @property
     def throughput_ratio(self) -> float:
@@ -381,33 +229,33 @@ class ServerUnderLoad:
 
     def __init__(self, config: BenchmarkConfig, texts: Sequence[str], base_path: Path, workdir: Path,
                  batching: bool) -> None:
-        from serving.client import ClientConfig, RetryPolicy, ServingClient
-
         self.config, self.texts = config, texts
         self.label = "on" if batching else "off"
-        self.server = ServerProcess(config, base_path, workdir, batching)
+        # gRPC only: no REST server threads in the process beside the measured ones.
+        self.server = ModelServerProcess(server_flags(config, base_path, batching),
+                                         workdir / f"server-batching-{self.label}.log", models=(config.model_name,),
+                                         rest=False).start()
         try:
-            waiter = ServingClient(
-                ClientConfig(address=self.server.address, retry=RetryPolicy(max_attempts=1000, max_backoff_seconds=1))
-            )
-            waiter.wait_until_available(config.model_name, timeout_seconds=600)
-            waiter.close()
-            self.call, self._close = _predict_call(self.server.address, config, texts)
-            closed_loop("warm-up", self.call, texts, config.clients, config.warmup_seconds)
+            self.call, self._close = _predict_call(self.server.grpc_address, config, texts)
+            closed_loop("warm-up", self.caller, texts, config.clients, config.warmup_seconds)
         except BaseException:
             self.server.stop()
             raise
 
-    def single(self) -> LoadResult:
-        result = closed_loop(f"batching {self.label}: 1 client", self.call, self.texts, 1,
+    def caller(self) -> Callable[[str], None]:
+        """The one Predict caller, shared by every client (a gRPC channel is thread-safe)."""
+        return self.call
+
+    def single(self) -> Latencies:
+        result = closed_loop(f"batching {self.label}: 1 client", self.caller, self.texts, 1,
                              self.config.duration_seconds)
         print(f"  {result.summary()}", flush=True)
         return result
 
-    def saturated(self) -> tuple[LoadResult, dict]:
+    def saturated(self) -> tuple[Latencies, dict]:
         """Closed-loop load from all clients, and the cores server and load generator used meanwhile."""
         server_cpu, loadgen_cpu = self.server.cpu_seconds(), time.process_time()
-        result = closed_loop(f"batching {self.label}: {self.config.clients} clients", self.call, self.texts,
+        result = closed_loop(f"batching {self.label}: {self.config.clients} clients", self.caller, self.texts,
                              self.config.clients, self.config.duration_seconds)
         # Both share the machine: what the load generator burns, the server cannot use.
         cores = {"server": round((self.server.cpu_seconds() - server_cpu) / result.seconds, 2),
@@ -416,8 +264,8 @@ class ServerUnderLoad:
         return result, cores
 
     def at_rate(self, name: str, rate: float, seconds: float,
-                on_tick: Callable[[], None] | None = None) -> LoadResult:
-        result = open_loop(f"batching {self.label}: {name}", self.call, self.texts, rate, seconds, on_tick)
+                on_tick: Callable[[], None] | None = None) -> Latencies:
+        result = open_loop(f"batching {self.label}: {name}", self.caller, self.texts, rate, seconds, on_tick)
         print(f"  {result.summary()}", flush=True)
         return result
 
@@ -481,7 +329,7 @@ def run(config: BenchmarkConfig) -> dict:
     print(f"{len(texts)} texts from {config.data}", flush=True)
     with tempfile.TemporaryDirectory(prefix="serving-benchmark-") as tmp:
         workdir = Path(tmp)
-        base_path = _base_path_for(config.model_path, workdir)
+        base_path = base_path_for(config.model_path, workdir)
         print("in-process signature calls:", flush=True)
         in_process = InProcessSignature(config, texts)
         sweep = in_process.sweep()
@@ -538,7 +386,7 @@ def print_report(report: dict) -> None:
     print("phases (batching on: the round with the median saturation throughput):")
     print(f"{'phase':<42}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for phase in report["phases"]:
-        print(f"{phase['phase']:<42}{phase['throughput_per_s']:>9}{phase['p50_ms']:>9}{phase['p99_ms']:>9}"
+        print(f"{phase['name']:<42}{phase['throughput_rps']:>9.1f}{phase['p50_ms']:>9.1f}{phase['p99_ms']:>9.1f}"
               f"{phase['errors']:>8}")
     print("cores used at saturation:", report["cores_used_at_saturation"])
     print("half the saturation rate, as a share of what the unbatched server serves:",
@@ -550,7 +398,7 @@ def print_report(report: dict) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, Path | None]:
     defaults = BenchmarkConfig(model_path=Path("."))
-    parser = argparse.ArgumentParser(prog="python -m serving.benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks serving", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_path", type=Path, required=True,
                         help="a SavedModel version directory, or a model base path of numbered versions")
     parser.add_argument("--model_name", default=defaults.model_name)

@@ -18,38 +18,30 @@ least 0.9 of the old, p99 at most 1.1 of it.
 
 Not part of the tests (a scaled-down run is): it prints numbers.  Example::
 
-    python -m serving.rest_benchmark --model_path work/models/intent/1 --clients 16 --seconds 20 --rounds 3
+    python -m benchmarks rest_front --model_path work/models/intent/1 --clients 16 --seconds 20 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import http.client
 import json
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
-from serving.benchmark import (
-    DEFAULT_DATA,
-    INFRA_BATCHING,
-    REPO,
-    _base_path_for,
-    closed_loop,
-    read_texts,
-)
+from benchmarks.loadgen import closed_loop
+from benchmarks.serving import DEFAULT_DATA, INFRA_BATCHING, base_path_for, read_texts
+from serving.launcher import ModelServerProcess, free_port
 
 FRONTS = ("uvicorn", "stdlib", "stdlib_nodelay")
-_PORTS_LINE = "rest-benchmark ports: "
 
 
 @dataclass(frozen=True)
@@ -96,35 +88,36 @@ class _LegacyServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, routes, nodelay: bool) -> None:
+    def __init__(self, routes, port: int, nodelay: bool) -> None:
         self.routes = routes
         handler = type("Handler", (_LegacyHandler,), {"disable_nagle_algorithm": nodelay})
-        super().__init__(("127.0.0.1", 0), handler)
+        super().__init__(("127.0.0.1", port), handler)
 
 
-def serve(model_path: Path, model_name: str, batching_file: Path) -> None:
-    """The child process: one model server, three REST fronts; prints their ports, runs until SIGTERM."""
+def _legacy_flag(name: str) -> str:
+    return f"--{name}_port"
+
+
+def serve(argv: Sequence[str]) -> None:
+    """The child process: one model server (``argv``: its flags) and the old fronts on the ports given
+    by ``--stdlib_port`` and ``--stdlib_nodelay_port``; runs until SIGTERM."""
     from serving.cli import parse_flags
     from serving.server import ModelServer
 
-    workdir = Path(tempfile.mkdtemp(prefix="rest-benchmark-"))
-    options = parse_flags([
-        f"--model_name={model_name}", f"--model_base_path={_base_path_for(model_path, workdir)}",
-        "--port=0", "--bind_address=127.0.0.1", "--enable_batching",
-        f"--batching_parameters_file={batching_file}", "--tensorflow_intra_op_parallelism=1",
-    ])
-    options = dataclasses.replace(options, endpoints=dataclasses.replace(options.endpoints, rest_port=0))
-    server = ModelServer(options).start()
-    legacy = {name: _LegacyServer(server.rest_routes, nodelay=name.endswith("nodelay")) for name in FRONTS[1:]}
-    for front in legacy.values():
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rest_front serve", allow_abbrev=False)
+    for name in FRONTS[1:]:
+        parser.add_argument(_legacy_flag(name), type=int, required=True)
+    ports, flags = parser.parse_known_args(argv)
+    server = ModelServer(parse_flags(flags)).start()
+    legacy = [_LegacyServer(server.rest_routes, getattr(ports, f"{name}_port"), nodelay=name.endswith("nodelay"))
+              for name in FRONTS[1:]]
+    for front in legacy:
         threading.Thread(target=front.serve_forever, daemon=True).start()
-    ports = {"uvicorn": server.rest_port, **{name: front.server_address[1] for name, front in legacy.items()}}
-    print(_PORTS_LINE + json.dumps(ports), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
-    for front in legacy.values():
+    for front in legacy:
         front.shutdown()
     server.stop(drain_timeout_seconds=5)
 
@@ -133,24 +126,29 @@ def serve(model_path: Path, model_name: str, batching_file: Path) -> None:
 
 
 class RestClient:
-    """One keep-alive connection per client thread, POSTing ``{"instances": [text]}``."""
+    """One client's keep-alive connection, POSTing ``{"instances": [text]}`` (reconnecting after a failure)."""
 
     def __init__(self, port: int, model_name: str) -> None:
         self._port = port
         self._path = f"/v1/models/{model_name}:predict"
-        self._local = threading.local()
+        self._connection: http.client.HTTPConnection | None = None
+
+    @classmethod
+    def factory(cls, port: int, model_name: str) -> Callable[[], RestClient]:
+        """Makes one client (one connection) per load-generator client."""
+        return lambda: cls(port, model_name)
 
     def __call__(self, text: str) -> None:
-        connection = getattr(self._local, "connection", None)
+        connection = self._connection
         if connection is None:
-            connection = self._local.connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=60)
+            connection = self._connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=60)
         try:
             connection.request("POST", self._path, json.dumps({"instances": [text]}),
                                {"Content-Type": "application/json"})
             response = connection.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException):
-            self._local.connection = None
+            self._connection = None
             connection.close()
             raise
         if response.status != 200 or b"predictions" not in body:
@@ -159,41 +157,35 @@ class RestClient:
 
 def run(config: RestBenchmarkConfig) -> dict:
     texts = read_texts(config.data)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.rest_benchmark", "serve", f"--model_path={config.model_path}",
-         f"--model_name={config.model_name}", f"--batching_parameters_file={config.batching_parameters_file}"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        ports = _read_ports(process)
-        clients = {name: RestClient(port, config.model_name) for name, port in ports.items()}
-        for name, client in clients.items():
-            closed_loop(f"{name} warm-up", client, texts, config.clients, config.warmup_seconds)
-        rounds = []
-        for index in range(config.rounds):
-            order = FRONTS[index % len(FRONTS):] + FRONTS[:index % len(FRONTS)]
-            results = {name: closed_loop(name, clients[name], texts, config.clients, config.seconds) for name in order}
-            rounds.append({name: results[name].summary() for name in FRONTS})
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    legacy_ports = {name: free_port() for name in FRONTS[1:]}
+    with tempfile.TemporaryDirectory(prefix="rest-benchmark-") as tmp:
+        flags = [f"--model_name={config.model_name}",
+                 f"--model_base_path={base_path_for(config.model_path, Path(tmp))}", "--enable_batching",
+                 f"--batching_parameters_file={config.batching_parameters_file}",
+                 "--tensorflow_intra_op_parallelism=1",
+                 *(f"{_legacy_flag(name)}={port}" for name, port in legacy_ports.items())]
+        with ModelServerProcess(["serve", *flags], Path(tmp) / "server.log", module="benchmarks.rest_front") as server:
+            for port in legacy_ports.values():
+                server.wait_for_port(port)
+            assert server.rest_port is not None
+            ports = {"uvicorn": server.rest_port, **legacy_ports}
+            clients = {name: RestClient.factory(port, config.model_name) for name, port in ports.items()}
+            for name, client in clients.items():
+                closed_loop(f"{name} warm-up", client, texts, config.clients, config.warmup_seconds)
+            rounds = []
+            for index in range(config.rounds):
+                order = FRONTS[index % len(FRONTS):] + FRONTS[:index % len(FRONTS)]
+                results = {name: closed_loop(name, clients[name], texts, config.clients, config.seconds)
+                           for name in order}
+                rounds.append({name: results[name].summary() for name in FRONTS})
     return report(config, rounds)
-
-
-def _read_ports(process: subprocess.Popen) -> dict[str, int]:
-    for line in process.stdout:  # type: ignore[union-attr]
-        if line.startswith(_PORTS_LINE):
-            return json.loads(line[len(_PORTS_LINE):])
-    raise SystemExit(f"the benchmark server exited ({process.wait()}) before listening")
 
 
 def report(config: RestBenchmarkConfig, rounds: Sequence[dict]) -> dict:
     """Per-round figures, and the new front's ratios to each old one on the median round."""
     def ratios(round_: dict, old: str) -> dict:
         new, was = round_["uvicorn"], round_[old]
-        return {"throughput": round(new["throughput_per_s"] / was["throughput_per_s"], 3),
+        return {"throughput": round(new["throughput_rps"] / was["throughput_rps"], 3),
                 "p99": round(new["p99_ms"] / was["p99_ms"], 3)}
 
     verdicts = {}
@@ -211,7 +203,7 @@ def print_report(result: dict) -> None:
     for index, round_ in enumerate(result["rounds"], 1):
         print(f"round {index}:")
         for name, phase in round_.items():
-            print(f"  {name:15s} {phase['throughput_per_s']:8.1f} req/s  p50 {phase['p50_ms']:6.1f} ms  "
+            print(f"  {name:15s} {phase['throughput_rps']:8.1f} req/s  p50 {phase['p50_ms']:6.1f} ms  "
                   f"p99 {phase['p99_ms']:6.1f} ms  errors {phase['errors']}")
     for name, verdict in result["targets"].items():
         print(f"{name}: throughput x{verdict['throughput']}, p99 x{verdict['p99']} (median round) -> "
@@ -219,8 +211,12 @@ def print_report(result: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.rest_benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", choices=["run", "serve"], default="run")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # the child process run() starts
+        serve(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m benchmarks rest_front", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="?", choices=["run"], default="run")
     parser.add_argument("--model_path", type=Path, required=True, help="a version dir or a model base path")
     parser.add_argument("--model_name", default="intent")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CSV with a 'text' column")
@@ -231,9 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batching_parameters_file", type=Path, default=INFRA_BATCHING)
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        serve(args.model_path, args.model_name, args.batching_parameters_file)
-        return 0
     result = run(RestBenchmarkConfig(
         model_path=args.model_path, model_name=args.model_name, data=args.data, clients=args.clients,
         seconds=args.seconds, warmup_seconds=args.warmup_seconds, rounds=args.rounds,
