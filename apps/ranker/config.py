@@ -51,7 +51,11 @@ class ServerConfig:
     # 128), which refuses larger requests, as TF Serving does.  A re-rank of N items is ONE call when
     # N <= this, else ceil(N / this) calls sent at once (the server runs them on its batch threads).
     max_rows_per_call: int = 128
-    parallel_calls: int = 4  # calls of one re-rank or ingestion in flight at once
+    # Calls of one re-rank or ingestion in flight at once.  At most the server's batching
+    # max_enqueued_batches (2): each full call is a batch of its own, and with more in flight
+    # than the queue holds the server refuses some with RESOURCE_EXHAUSTED (seen ingesting
+    # SciFact with 4).
+    parallel_calls: int = 2
 
     def __post_init__(self) -> None:
         if not self.address or ":" not in self.address:
