@@ -71,16 +71,19 @@ class WriteSplit(beam.PTransform):
 
 
 class ReadSplit(beam.PTransform):
-    """`<uri>/Split-<name>/` -> rows (dicts of strings)."""
+    """`<uri>/Split-<name>/` -> rows (dicts of strings), counted as `rows_read:<name>`
+    so every step's log line says how many rows it processed."""
 
     def __init__(self, artifact_uri: str, split: str):
         super().__init__()
         self.pattern = split_pattern(artifact_uri, split)
+        self.counter_name = f"rows_read:{split}"
 
     def expand(self, pbegin):
         return (pbegin
                 | "ReadTFRecords" >> beam.io.ReadFromTFRecord(self.pattern)
                 | "DecodeExamples" >> beam.Map(decode_row)
+                | "CountRows" >> beam.Map(counted, "ReadSplit", self.counter_name)
                 # A gzipped shard is read by one worker; spread its rows before the heavy steps.
                 | "SpreadRows" >> beam.Reshuffle())
 
