@@ -122,10 +122,6 @@ class ModelConfig:
     # cross-entropy); `pointwise`: cross-entropy on each labelled pair alone.
     ranking_loss: Literal["pointwise", "pairwise"] = "pointwise"
 
-    @property
-    def is_pairwise(self) -> bool:
-        return self.task == "text_pair_ranking" and self.ranking_loss == "pairwise"
-
 
 # A Keras dtype policy name, or `auto`.
 Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
@@ -233,12 +229,15 @@ class CompressionVariant:
     (`soft_target_weight` of the teacher). `int8`: afterwards, the Dense and
     EinsumDense kernels become int8 (Keras `quantize("int8")`, activations
     quantized per row at run time); the export keeps the raw-string signatures.
+    `precision: bfloat16`: the export computes in bfloat16 (float32 weights),
+    for CPUs with bfloat16 in hardware; every other export computes in float32.
     """
 
     name: str  # Served as `<model name>_<name>` unless `model_name` says otherwise.
     num_layers: int = 0  # 0: the teacher's.
     sequence_length: int = 0  # 0: the teacher's. Served texts are truncated to this many tokens.
     int8: bool = False
+    precision: Literal["float32", "bfloat16"] = "float32"
     epochs: int = 3
     learning_rate: float = 1e-4
     soft_target_weight: float = 0.5

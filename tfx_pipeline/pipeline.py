@@ -39,6 +39,7 @@ from tfx_pipeline.components.hard_negative_miner import LABELS, ROW_COLUMNS
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.dsl import Pipeline
 from tfx_pipeline.evaluation.ranking import RankingSource
+from tfx_pipeline.model.tasks import task_for
 
 
 def create_pipeline(config: PipelineConfig) -> Pipeline:
@@ -48,7 +49,7 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
                                   config.evaluation.retrieval)
         # Ranking models are judged on full-corpus retrieval; a re-ranker behind the pushed embedder.
         first_stage = (config.evaluation.embedder_model or config.mining.embedder_model
-                       if config.model.task == "text_pair_ranking" else None)
+                       if task_for(config.model).reranks_first_stage else None)
         ranking = RankingSource(config.data.path, config.mining.qrels_split, first_stage)
         # ExampleGen reads the miner's rows; all rows of a query stay in one split.
         row_columns: dict[str, Any] = ROW_COLUMNS  # Column names and a tuple of extra columns.

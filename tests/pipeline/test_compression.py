@@ -13,6 +13,7 @@ from tests.conftest import start_model_server, tiny_config
 from tfx_pipeline.cli import format_run
 from tfx_pipeline.compression.students import load_teacher
 from tfx_pipeline.evaluation.predict import predict_probabilities
+from tfx_pipeline.model.export import matmul_dtypes
 from tfx_pipeline.model.transform_graph import load_transform_graph
 from tfx_pipeline.model_versions import versions
 from tfx_pipeline.pipeline import create_pipeline
@@ -21,11 +22,14 @@ from tfx_pipeline.runner import LocalDagRunner
 TEXTS = ["My new card still hasn't arrived", "I want to close my account", "how do I change my pin"]
 # int8 kernels with activations quantized per row: probabilities within this of the fp32 teacher's.
 INT8_TOLERANCE = 0.05
+# bfloat16 keeps 8 bits of mantissa: about 2-3 significant digits.
+BF16_TOLERANCE = 0.05
 
 VARIANTS = [
     # One of the tiny teacher's two layers, distilled.
     {"name": "fast", "num_layers": 1, "epochs": 3, "learning_rate": 1e-3},
     {"name": "int8", "int8": True},
+    {"name": "bf16", "precision": "bfloat16"},
     # A learning rate that wrecks the student: its accuracy falls far past the allowed drop.
     {"name": "wrecked", "num_layers": 1, "epochs": 1, "learning_rate": 5.0},
 ]
@@ -69,7 +73,7 @@ def test_variants_follow_the_teacher_and_only_the_compression_steps_run(compress
     _, record = compressed
     assert record["status"] == "succeeded"
     ids = [c["id"] for c in record["components"]]
-    assert ids[-9:] == [f"{kind}.{name}" for name in ("fast", "int8", "wrecked")
+    assert ids[-12:] == [f"{kind}.{name}" for name in ("fast", "int8", "bf16", "wrecked")
                         for kind in ("Compressor", "VariantEvaluator", "Pusher")]
     assert all(c["cached"] for c in record["components"][:6])  # The teacher is not trained again.
     assert record["pushed_version"] == 1  # The teacher's own servable is untouched.
@@ -94,6 +98,16 @@ def test_the_int8_variant_agrees_with_its_teacher(compressed):
     comparison = variant_evaluation(record, "int8")["comparison"]
     assert comparison["max_probability_difference"] <= INT8_TOLERANCE
     assert comparison["agreement"] >= 0.95
+
+
+def test_the_bfloat16_variant_computes_in_bfloat16_and_agrees_with_its_float32_teacher(compressed, trained_suite):
+    _, record = compressed
+    comparison = variant_evaluation(record, "bf16")["comparison"]
+    assert comparison["max_probability_difference"] <= BF16_TOLERANCE
+    assert comparison["agreement"] >= 0.95
+    exported = component(record, "Compressor.bf16")["artifacts"]["variant_model"]["uri"]
+    assert matmul_dtypes(Path(exported)) == {"bfloat16"}
+    assert matmul_dtypes(trained_suite.model_base_path / "intent" / "1") == {"float32"}
 
 
 def test_a_variant_past_the_accuracy_threshold_is_not_pushed(compressed, trained_suite):

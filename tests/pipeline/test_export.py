@@ -12,7 +12,7 @@ from tests.conftest import TINY_BERT
 from tfx_pipeline.beam.examples import read_split_records, read_split_rows
 from tfx_pipeline.config import BackboneConfig
 from tfx_pipeline.model.backbone import load_backbone
-from tfx_pipeline.model.export import CLASSIFY_METHOD_NAME, export_text_classifier
+from tfx_pipeline.model.export import CLASSIFY_METHOD_NAME, export_text_classifier, matmul_dtypes
 from tfx_pipeline.model.preprocessing import TextPreprocessor
 from tfx_pipeline.model.tasks import build_text_classifier
 
@@ -46,6 +46,25 @@ def test_fresh_process_gives_the_training_process_outputs(tmp_path):
     assert list(signatures["serving_default"].inputs) == ["text"]
     assert set(signatures["serving_default"].outputs) == {"probabilities", "class_ids", "class_names",
                                                           "all_class_names"}
+
+
+def test_a_model_trained_in_mixed_precision_serves_in_float32_unless_asked(tmp_path):
+    preprocessor = TextPreprocessor.from_preset("all-minilm-l6-v2", sequence_length=32)
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        backbone = load_backbone(BackboneConfig(architecture=TINY_BERT), preprocessor.vocabulary_size, 32)
+        model = build_text_classifier(backbone, num_classes=3)
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    export_text_classifier(model, preprocessor, ["a", "b", "c"], tmp_path / "bf16", dtype_policy="mixed_bfloat16")
+    assert matmul_dtypes(tmp_path / "bf16") == {"bfloat16"}
+
+    export_text_classifier(model, preprocessor, ["a", "b", "c"], tmp_path / "default")
+    assert matmul_dtypes(tmp_path / "default") == {"float32"}
+    served = tf.saved_model.load(str(tmp_path / "default")).signatures["serving_default"]
+    float32 = tf.nn.softmax(model(preprocessor(tf.constant(TEXTS)), training=False)).numpy()
+    np.testing.assert_allclose(served(text=tf.constant(TEXTS))["probabilities"].numpy(), float32, rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_padding_is_trimmed_to_the_longest_text_in_the_batch():

@@ -34,6 +34,7 @@ from tfx_pipeline.config import CompressionConfig, CompressionVariant, ConfigErr
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 from tfx_pipeline.evaluation.metrics import classification_metrics
 from tfx_pipeline.evaluation.predict import align_columns, predict_probabilities
+from tfx_pipeline.model.tasks import task_for
 
 
 def variant_model_name(config: PipelineConfig, variant: CompressionVariant) -> str:
@@ -189,8 +190,8 @@ class VariantPusher(Pusher):
 
 def compression_components(config: PipelineConfig, trainer, transform, evaluator, example_validator) -> list[Component]:
     """The Compressor, VariantEvaluator and Pusher of every configured variant, in that order."""
-    if config.compression.variants and config.model.task not in ("text_classification", "text_pair_classification"):
-        raise ConfigError(f"compression: variants are made of classifiers, not {config.model.task} models")
+    if config.compression.variants:
+        task_for(config.model).check_compressible()
     names = [variant.name for variant in config.compression.variants]
     if len(set(names)) != len(names):
         raise ConfigError(f"compression.variants: names must differ, got {names}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from tfx_pipeline import storage
 from tfx_pipeline.beam.examples import read_split_rows
-from tfx_pipeline.config import RANKING_TASKS, EvaluationConfig
+from tfx_pipeline.config import EvaluationConfig
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext, PipelineError
 from tfx_pipeline.evaluation.blessing import decide
 from tfx_pipeline.evaluation.metrics import classification_metrics, sliced_metrics, text_length_bucket
@@ -27,6 +27,7 @@ from tfx_pipeline.evaluation.predict import align_columns, predict_probabilities
 from tfx_pipeline.evaluation.ranking import HEADLINE as RANKING_HEADLINE
 from tfx_pipeline.evaluation.ranking import RankingSource, evaluate_ranking_model, write_ranking_report
 from tfx_pipeline.evaluation.report import draw_confusion_matrix, write_report
+from tfx_pipeline.model.tasks import task_for
 from tfx_pipeline.model_versions import latest_version, version_identity
 
 HEADLINE = ("num_examples", "accuracy", "macro_f1", "expected_calibration_error")
@@ -83,9 +84,9 @@ class Evaluator(Component):
         if not rows:
             raise PipelineError(f"Evaluator: the {self.split} split is empty; nothing to evaluate on")
         Path(ctx.output_dirs["evaluation"]).mkdir(parents=True, exist_ok=True)  # Local: LOCAL_FILES.
-        task = ctx.inputs["model"].properties.get("task", "text_classification")
-        if task in RANKING_TASKS:
-            return self._evaluate_ranking(ctx, task, rows)
+        task = task_for(ctx.inputs["model"].properties.get("task", "text_classification"))
+        if task.ranking:
+            return self._evaluate_ranking(ctx, task.name, rows)
         texts = _column(rows, "text")
         pairs = _column(rows, "text_pair") if ctx.inputs["model"].properties.get("text_pair") else None
         probabilities, class_names = predict_probabilities(ctx.inputs["model"].uri, texts, pairs)

@@ -19,22 +19,15 @@ from tfx_pipeline import storage
 from tfx_pipeline.beam.examples import read_split_rows
 from tfx_pipeline.config import PushConfig
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext
+from tfx_pipeline.model.tasks import Task, task_for
 from tfx_pipeline.model_versions import PROVENANCE_FILE, SAVED_MODEL_FILE, provenance, versions
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 
 
-# serving_default's input names per task, and the example field each one takes.
-SIGNATURE_INPUTS = {
-    "text_classification": {"text": "text"},
-    "text_pair_classification": {"text": "text", "text_pair": "text_pair"},
-    "text_pair_ranking": {"query": "text", "item_text": "text_pair"},
-    "text_embedding": {"text": "text"},
-}
-
-
-def write_warmup_requests(path: Path, model_name: str, rows: list[dict], task: str = "text_classification") -> None:
-    """TF Serving replays these PredictionLog records before serving a version."""
+def write_warmup_requests(path: Path, model_name: str, rows: list[dict], task: Task) -> None:
+    """TF Serving replays these PredictionLog records before serving a version: one
+    `serving_default` request per row, its inputs the row's fields (`task.signature_inputs`)."""
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
@@ -43,7 +36,7 @@ def write_warmup_requests(path: Path, model_name: str, rows: list[dict], task: s
         for row in rows:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-            for input_name, field in SIGNATURE_INPUTS[task].items():
+            for input_name, field in task.signature_inputs.items():
                 request.inputs[input_name].CopyFrom(tf.make_tensor_proto([row[field]], dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -78,7 +71,7 @@ class Pusher(Component):
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(model.uri, staging)
         write_warmup_requests(staging / WARMUP_FILE, self.model_name, rows,
-                              model.properties.get("task", "text_classification"))
+                              task_for(model.properties.get("task", "text_classification")))
         # The run record (`<pipeline root>/runs/<run id>.json`) says where the model artifact lives.
         storage.write_json(staging / PROVENANCE_FILE, {"model_fingerprint": model.fingerprint, "run_id": ctx.run_id})
         version = self._publish(staging)

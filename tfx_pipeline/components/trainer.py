@@ -14,6 +14,7 @@ from tfx_pipeline.beam.examples import split_pattern
 from tfx_pipeline.config import ModelConfig, TrainingConfig
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 from tfx_pipeline.model.multi_worker import LocalWorkers
+from tfx_pipeline.model.tasks import task_for
 from tfx_pipeline.model.training import TrainerArgs, run_fn
 
 
@@ -47,7 +48,7 @@ class Trainer(Component):
         summary = (LocalWorkers(args, workers, Path(ctx.execution_dir) / "multi_worker").run() if workers
                    else run_fn(args))
         storage.write_json(storage.join(ctx.output_dirs["model_run"], "training_summary.json"), summary)
-        return {"model": {"task": self.model.task, "text_pair": self.model.task == "text_pair_classification"},
+        return {"model": {"task": self.model.task, "text_pair": task_for(self.model).text_pair},
                 "model_run": summary}
 
 

@@ -23,6 +23,7 @@ from tfx_pipeline.beam.pipeline_options import counted_pipeline
 from tfx_pipeline.config import ConfigError, ModelConfig
 from tfx_pipeline.dsl import Channel, Component, ExecutionContext
 from tfx_pipeline.model.preprocessing import TextPreprocessor
+from tfx_pipeline.model.tasks import task_for
 from tfx_pipeline.model.transform_graph import load_transform_graph, save_transform_graph
 
 
@@ -109,25 +110,25 @@ class Transform(Component):
     def __init__(self, examples: Channel, schema: Channel, model: ModelConfig, splits: list[str],
                  group_column: str | None = None):
         super().__init__({"examples": examples, "schema": schema})
-        if (model.task == "text_embedding" or model.is_pairwise) and not group_column:
+        self.task = task_for(model)
+        if self.task.groups_by_query and not group_column:
             raise ConfigError(f"model.task {model.task} ({model.ranking_loss}) needs split.group_column "
                               "(the query id column)")
         self.model, self.splits, self.group_column = model, list(splits), group_column
 
     def fingerprint_data(self):
         return [self.model.backbone.preset, self.model.sequence_length, self.model.task, self.splits,
-                self.group_column, *(["pairwise"] if self.model.is_pairwise else [])]
+                self.group_column, *(["pairwise"] if self.task.pairwise else [])]
 
     def _tokenize(self, rows, split: str, graph_dir: str):
-        if self.model.task == "text_embedding" or self.model.is_pairwise:
-            tokenize = (TokenizeEmbeddingTriples if self.model.task == "text_embedding"
-                        else TokenizeRankingPairs)(graph_dir, f"examples:{split}")
+        tokenize = self.task.tokenizer(graph_dir, f"examples:{split}")
+        if self.task.groups_by_query:
             return (rows
                     | f"GroupByQuery[{split}]" >> beam.GroupBy(lambda row: row[self.group_column])
                     | f"Tokenize[{split}]" >> beam.ParDo(tokenize))
         return (rows
                 | f"Batch[{split}]" >> beam.BatchElements(min_batch_size=32, max_batch_size=256)
-                | f"Tokenize[{split}]" >> beam.ParDo(TokenizeRows(graph_dir)))
+                | f"Tokenize[{split}]" >> beam.ParDo(tokenize))
 
     def execute(self, ctx: ExecutionContext):
         graph_dir = ctx.output_dirs["transform_graph"]
@@ -140,7 +141,7 @@ class Transform(Component):
                 _ = (self._tokenize(rows, split, graph_dir)
                      | f"Write[{split}]" >> WriteSplit(ctx.output_dirs["transformed_examples"], split))
         counts = ctx.inputs["examples"].properties.get("split_counts", {})
-        if self.model.task == "text_embedding" or self.model.is_pairwise:  # Per query's rows, not per row.
+        if self.task.groups_by_query:  # Per query's rows, not per row.
             counts = {split: run.counters.get(f"examples:{split}", 0) for split in self.splits}
         return {"transformed_examples": {"split_counts": counts},
                 "transform_graph": {"num_classes": len(class_names), "vocabulary_size": preprocessor.vocabulary_size,

@@ -22,13 +22,11 @@ from tfx_pipeline.compression.students import (
     load_teacher,
     student_architecture,
 )
-from tfx_pipeline.config import CompressionVariant, ConfigError, EnsembleConfig
-from tfx_pipeline.model.export import export_text_classifier
+from tfx_pipeline.config import CompressionVariant, EnsembleConfig
 from tfx_pipeline.model.preprocessing import TextPreprocessor
+from tfx_pipeline.model.tasks import task_for
 from tfx_pipeline.model.training import Fitter, TaskModel, TrainerArgs
 from tfx_pipeline.model.transform_graph import load_transform_graph
-
-CLASSIFIER_TASKS = ("text_classification", "text_pair_classification")
 
 
 class StudentFitter(Fitter):
@@ -39,9 +37,9 @@ class StudentFitter(Fitter):
         self.teacher, self.layers = teacher, layers
 
     def task_model(self, seed: int) -> TaskModel:
-        task = super().task_model(seed)
-        initialise_from_teacher(task.exported, self.teacher, self.layers)
-        return task
+        models = super().task_model(seed)
+        initialise_from_teacher(models.exported, self.teacher, self.layers)
+        return models
 
 
 def build_variant(variant: CompressionVariant, teacher_dir: str | Path, args: TrainerArgs) -> dict[str, Any]:
@@ -51,15 +49,16 @@ def build_variant(variant: CompressionVariant, teacher_dir: str | Path, args: Tr
     `args` are the teacher's Trainer arguments; its `backup_dir` and
     `model_run_dir` are where the student's checkpoints and logs go.
     """
-    if args.model.task not in CLASSIFIER_TASKS:
-        raise ConfigError(f"compression: variants are made of classifiers, not {args.model.task} models")
+    task = task_for(args.model)
+    task.check_compressible()
     preprocessor, class_names = load_transform_graph(args.transform_graph_dir)
     teacher = load_teacher(teacher_dir, args.model, len(class_names), preprocessor.vocabulary_size)
     teacher_layers = backbone_of(teacher).num_layers
     num_layers = variant.num_layers or teacher_layers
     sequence_length = variant.sequence_length or args.model.sequence_length
     summary: dict[str, Any] = {"teacher_layers": teacher_layers, "num_layers": num_layers,
-                               "sequence_length": sequence_length, "int8": variant.int8}
+                               "sequence_length": sequence_length, "int8": variant.int8,
+                               "precision": variant.precision}
     model = teacher
     if num_layers != teacher_layers or sequence_length != args.model.sequence_length:
         layers = kept_layers(teacher_layers, num_layers)
@@ -75,13 +74,13 @@ def build_variant(variant: CompressionVariant, teacher_dir: str | Path, args: Tr
         fitter = StudentFitter(student_args, teacher, layers)
         started = time.monotonic()
         soft_targets = fitter.soft_targets([teacher])
-        task, fitted = fitter.fit(student_args.training.seed, args.backup_dir, soft_targets=soft_targets)
-        model = task.exported
+        student, fitted = fitter.fit(student_args.training.seed, args.backup_dir, soft_targets=soft_targets)
+        model = student.exported
         summary.update(kept_teacher_layers=layers, soft_target_seconds=round(time.monotonic() - started, 2),
                        training=fitted)
     if variant.int8:
         model.quantize("int8")
     served = TextPreprocessor(preprocessor.tokenizer.get_vocabulary(), sequence_length, preprocessor.lowercase)
-    export_text_classifier(model, served, class_names, args.serving_model_dir,
-                           text_pair=args.model.task == "text_pair_classification")
+    task.export(model, served, class_names, args.serving_model_dir,
+                dtype_policy="mixed_bfloat16" if variant.precision == "bfloat16" else "float32")
     return summary

@@ -57,20 +57,3 @@ def text_embedder(model_path: str | Path, batch_size: int = 64) -> Callable[[Seq
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 0), np.float32)
 
     return embed
-
-
-def predict_relevance(model_path: str | Path, task: str, queries: Sequence[str], items: Sequence[str],
-                      batch_size: int = 64) -> np.ndarray:
-    """Relevance of each aligned (query, item) pair: the re-ranker's `score`, or
-    the cosine similarity of the embedder's vectors."""
-    import tensorflow as tf
-    if task == "text_pair_ranking":
-        signature = load_saved_model(model_path).signatures["serving_default"]
-        return np.concatenate([signature(query=tf.constant(list(queries[i:i + batch_size])),
-                                         item_text=tf.constant(list(items[i:i + batch_size])))["score"].numpy()
-                               for i in range(0, len(queries), batch_size)] or [np.zeros(0, np.float32)])
-
-    embed = text_embedder(model_path, batch_size)
-    unique = sorted(set(queries) | set(items))  # Each distinct text once.
-    vectors = dict(zip(unique, embed(unique)))
-    return np.array([float(vectors[q] @ vectors[d]) for q, d in zip(queries, items)], np.float32)

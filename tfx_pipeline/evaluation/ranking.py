@@ -39,6 +39,7 @@ from tfx_pipeline.config import EvaluationConfig, Thresholds
 from tfx_pipeline.dsl import PipelineError
 from tfx_pipeline.evaluation.blessing import decide
 from tfx_pipeline.evaluation.predict import load_saved_model, text_embedder
+from tfx_pipeline.model.tasks import task_for
 from tfx_pipeline.model_versions import latest_version
 
 HEADLINE = ("num_queries", *METRICS)
@@ -204,7 +205,7 @@ def evaluate_ranking_model(source: RankingSource, config: EvaluationConfig, task
             log.info("evaluating baseline version %d at %s", latest[0], latest[1])
             baseline_path = stack.enter_context(storage.local_copy(latest[1]))
             evaluation.update(baseline_version=latest[0], baseline_path=str(latest[1]))
-        if task == "text_embedding":
+        if not task_for(task).reranks_first_stage:  # The embedder: by full-corpus retrieval alone.
             evaluation.update(evaluate_embedder(job, text_embedder(Path(candidate_path)),
                                                 text_embedder(baseline_path) if baseline_path else None))
             return evaluation

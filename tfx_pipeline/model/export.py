@@ -14,6 +14,12 @@ Ranking models (same `tokenize` signature):
 - re-ranker `serving_default`: `query` [-1], `item_text` [-1] (aligned) ->
   `score` [-1] (logit of `relevant` minus `irrelevant`: higher is more
   relevant) and `probability` [-1] (of `relevant`).
+
+Every export computes in float32 unless asked otherwise (`dtype_policy`):
+how a model was trained (mixed_bfloat16 on a CPU that has it or a TPU,
+mixed_float16 on a GPU) must not decide how a server computes. A bfloat16
+servable is a compression variant (`compression.variants[].precision`),
+pushed only where it measures faster.
 """
 
 from __future__ import annotations
@@ -33,6 +39,24 @@ CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
 STRING_BATCH = tf.TensorSpec([None], tf.string)
 
 
+def with_compute_dtype(model: keras.Model, dtype_policy: str = "float32") -> keras.Model:
+    """The model, its layers switched to ``dtype_policy`` (weights unchanged:
+    mixed-precision layers keep float32 variables). Quantized layers keep theirs.
+
+    >>> import keras
+    >>> keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    >>> dense = keras.layers.Dense(2)
+    >>> model = keras.Sequential([keras.Input((3,)), dense])
+    >>> keras.mixed_precision.set_global_policy("float32")
+    >>> dense.compute_dtype, with_compute_dtype(model).layers[0].compute_dtype
+    ('bfloat16', 'float32')
+    """
+    for layer in model._flatten_layers(include_self=True):
+        if layer.dtype_policy.quantization_mode is None and layer.dtype_policy.name != dtype_policy:
+            layer.dtype_policy = dtype_policy
+    return model
+
+
 def _archive(model: keras.Model, preprocessor: TextPreprocessor) -> keras.export.ExportArchive:
     """An archive tracking the model and the in-graph tokenizer, with `tokenize`."""
     preprocessor(tf.constant([""]))  # Builds the packing layer, which export requires.
@@ -48,7 +72,9 @@ def _archive(model: keras.Model, preprocessor: TextPreprocessor) -> keras.export
     return archive
 
 
-def export_text_embedder(embedder: keras.Model, preprocessor: TextPreprocessor, export_dir: str | Path) -> None:
+def export_text_embedder(embedder: keras.Model, preprocessor: TextPreprocessor, export_dir: str | Path,
+                         dtype_policy: str = "float32") -> None:
+    embedder = with_compute_dtype(embedder, dtype_policy)
     archive = _archive(embedder, preprocessor)
 
     def serving_default(text):
@@ -59,9 +85,10 @@ def export_text_embedder(embedder: keras.Model, preprocessor: TextPreprocessor, 
 
 
 def export_pair_scorer(model: keras.Model, preprocessor: TextPreprocessor, class_names: Sequence[str],
-                       export_dir: str | Path) -> None:
+                       export_dir: str | Path, dtype_policy: str = "float32") -> None:
     """The cross-encoder: a two-class pair classifier read as a relevance score."""
     relevant = list(class_names).index("relevant")
+    model = with_compute_dtype(model, dtype_policy)
     archive = _archive(model, preprocessor)
 
     def serving_default(query, item_text):
@@ -79,7 +106,9 @@ def export_text_classifier(
     class_names: Sequence[str],
     export_dir: str | Path,
     text_pair: bool = False,
+    dtype_policy: str = "float32",
 ) -> None:
+    model = with_compute_dtype(model, dtype_policy)
     archive = _archive(model, preprocessor)
     all_names = tf.constant(list(class_names))
 
@@ -114,6 +143,15 @@ def export_text_classifier(
     archive.add_endpoint("classify", classify, [STRING_BATCH])
     archive.write_out(str(export_dir), verbose=False)
     set_method_name(Path(export_dir), "classify", CLASSIFY_METHOD_NAME)
+
+
+def matmul_dtypes(export_dir: str | Path) -> set[str]:
+    """The dtypes the SavedModel's matrix products (MatMul, BatchMatMulV2) compute in:
+    what a server pays for, whatever the variables are stored as."""
+    saved_model = saved_model_pb2.SavedModel.FromString((Path(export_dir) / "saved_model.pb").read_bytes())
+    return {tf.dtypes.as_dtype(node.attr["T"].type).name
+            for function in saved_model.meta_graphs[0].graph_def.library.function
+            for node in function.node_def if node.op in ("MatMul", "BatchMatMulV2")}
 
 
 def set_method_name(export_dir: Path, signature: str, method_name: str) -> None:

@@ -1,4 +1,16 @@
-"""Task models composed onto a BERT backbone.
+"""The model tasks (`model.task`), and the task models they compose onto a BERT backbone.
+
+`task_for(config.model)` is the `Task` of a configuration: what the pipeline does
+differently per task, from Transform to Pusher (which examples Transform makes,
+the model built and how it trains, the signatures exported and warmed up, how
+the Evaluator judges it, whether ensembles and compression variants apply):
+
+- `TextClassificationTask` (`text_classification`): the classes of one text.
+- `TextPairClassificationTask` (`text_pair_classification`): the classes of a text pair.
+- `TextPairRankingTask` (`text_pair_ranking`): the cross-encoder re-ranker, a relevance score per (query, item).
+- `TextEmbeddingTask` (`text_embedding`): the bi-encoder, one vector per text.
+
+The builders the tasks delegate to:
 
 - `build_text_classifier`: classes of a text or a text pair (the cross-encoder
   re-ranker is one, with the classes `irrelevant` and `relevant`).
@@ -16,12 +28,34 @@ Example:
 >>> model = build_text_classifier(backbone, num_classes=3)
 >>> sorted(model.input)
 ['padding_mask', 'segment_ids', 'token_ids']
+>>> from tfx_pipeline.config import ModelConfig
+>>> task = task_for(ModelConfig(task="text_pair_ranking", ranking_loss="pairwise"))
+>>> type(task).__name__, task.pairwise, dict(task.signature_inputs)
+('TextPairRankingTask', True, {'query': 'text', 'item_text': 'text_pair'})
+>>> exported, trained = task.build(backbone, num_classes=2)
+>>> exported.name, trained.name
+('text_classifier', 'pairwise_trainer')
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence, cast
+
 import keras
 import keras_hub
+import numpy as np
+
+from tfx_pipeline.config import ConfigError, ModelConfig, TrainingConfig
+from tfx_pipeline.model.export import export_pair_scorer, export_text_classifier, export_text_embedder
+from tfx_pipeline.model.optimization import classification_loss
+from tfx_pipeline.model.preprocessing import TextPreprocessor
+from tfx_pipeline.model.training_data import make_dataset, make_pair_dataset, make_triple_dataset
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from tfx_pipeline.model.training import TaskData
 
 
 def feature_inputs() -> dict[str, keras.KerasTensor]:
@@ -177,3 +211,225 @@ def pairwise_loss(y_true, y_pred):
 def pairwise_accuracy(y_true, y_pred):
     """How often the relevant item outscores the mined negative."""
     return keras.ops.cast(y_pred[:, 0] > y_pred[:, 1], "float32")
+
+
+class Task:
+    """One `model.task`: what the pipeline does differently for it. Built by `task_for`.
+
+    The class attributes say what the task's model serves and how it is judged; the
+    methods build, train and export it, and pick Transform's tokenizer for it.
+    """
+
+    name: ClassVar[str]
+    # serving_default's inputs, each with the example field it takes (the Pusher's warm-up requests).
+    signature_inputs: ClassVar[Mapping[str, str]] = {"text": "text"}
+    # serving_default (and classify) also take `text_pair`, the rows' second text.
+    text_pair: ClassVar[bool] = False
+    # Judged on full-corpus retrieval as the ranker app does it (`evaluation.ranking`), not on labels.
+    ranking: ClassVar[bool] = False
+    # Judged re-ranking the top N of the hybrid (BM25 + pushed embedder) retrieval it will sit behind.
+    reranks_first_stage: ClassVar[bool] = False
+    # `compression.variants` (distilled students, int8 kernels) can be made of its models.
+    compressible: ClassVar[bool] = False
+
+    def __init__(self, model: ModelConfig):
+        self.model = model
+
+    @property
+    def pairwise(self) -> bool:
+        """Trained on (relevant, negative) pairs of a query, with a ranking loss on their score gap."""
+        return False
+
+    @property
+    def groups_by_query(self) -> bool:
+        """Transform makes its examples of each query's rows together: it needs `split.group_column`,
+        and its `tokenizer` takes (query id, rows) groups instead of batches of rows."""
+        return False
+
+    def build(self, backbone: keras_hub.models.BertBackbone, num_classes: int) -> tuple[keras.Model, keras.Model]:
+        """(the model exported, the model trained: the same one, or a wrapper that trains it)."""
+        raise NotImplementedError
+
+    def dataset(self, data: TaskData, files: str, batch_size: int, shuffle: bool, seed: int,
+                soft_targets: np.ndarray | None = None) -> tf.data.Dataset:
+        """Batches of (the trained model's inputs, targets[, example weights]) from Transform's files."""
+        raise NotImplementedError
+
+    def compile_arguments(self, training: TrainingConfig) -> dict[str, Any]:
+        """The trained model's loss and metrics (a metric named `accuracy` where there is one)."""
+        raise NotImplementedError
+
+    def export(self, model: keras.Model, preprocessor: TextPreprocessor, class_names: Sequence[str],
+               export_dir: str | Path, **options: Any) -> None:
+        """Writes the SavedModel that TF Serving serves (`tfx_pipeline.model.export`); `options` are
+        the exporter's further keywords."""
+        raise NotImplementedError
+
+    def tokenizer(self, transform_graph_dir: str, counter: str):
+        """Transform's Beam DoFn making this task's examples; a per-query one counts them under `counter`."""
+        raise NotImplementedError
+
+    def check_ensemble(self) -> None:
+        """Raises ConfigError when `training.ensemble` cannot average or distil this task's models."""
+
+    def check_compressible(self) -> None:
+        """Raises ConfigError when `compression.variants` cannot be made of this task's models."""
+        if not self.compressible:
+            raise ConfigError(f"compression: variants are made of classifiers, not {self.name} models")
+
+
+class ClassifierTask(Task):
+    """A dense softmax head on the pooled backbone, trained on one labelled example per row
+    (a text pair packed into one sequence); what the classification tasks and the pointwise
+    re-ranker share."""
+
+    def build(self, backbone, num_classes):
+        classifier = build_text_classifier(backbone, num_classes, self.model.pooling, self.model.dropout)
+        return classifier, classifier
+
+    def dataset(self, data, files, batch_size, shuffle, seed, soft_targets=None):
+        return make_dataset(files, batch_size, self.model.sequence_length, shuffle=shuffle, seed=seed,
+                            num_classes=len(data.class_names), soft_targets=soft_targets,
+                            soft_target_weight=data.args.training.ensemble.soft_target_weight,
+                            class_weights=data.class_weights if shuffle else None)
+
+    def compile_arguments(self, training):
+        # Class weights arrive as per-example weights in the dataset: they weigh the loss, not the accuracy.
+        return {"loss": classification_loss(training.label_smoothing),
+                "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")]}
+
+    def export(self, model, preprocessor, class_names, export_dir, **options):
+        export_text_classifier(model, preprocessor, class_names, export_dir, text_pair=self.text_pair, **options)
+
+    def tokenizer(self, transform_graph_dir, counter):
+        from tfx_pipeline.components.transform import TokenizeRows  # The component imports this module.
+        return TokenizeRows(transform_graph_dir)
+
+
+class TextClassificationTask(ClassifierTask):
+    """`text_classification`: the classes of one text.
+
+    Exports `serving_default` (`text` -> `probabilities`, `class_ids`, `class_names`,
+    `all_class_names`), `classify` (tf.Example `text` -> `classes`, `scores`) and
+    `tokenize`; judged on the eval split's labels; compression variants and ensembles apply.
+    """
+
+    name = "text_classification"
+    compressible = True
+
+
+class TextPairClassificationTask(TextClassificationTask):
+    """`text_pair_classification`: the classes of a pair of texts, packed into one sequence.
+
+    Exports the single-text signatures with a second input `text_pair` (a tf.Example
+    feature of `classify`); judged, compressed and ensembled as the single-text task.
+    """
+
+    name = "text_pair_classification"
+    signature_inputs = {"text": "text", "text_pair": "text_pair"}
+    text_pair = True
+
+
+class TextPairRankingTask(ClassifierTask):
+    """`text_pair_ranking`: the cross-encoder re-ranker, a two-class (`irrelevant`, `relevant`)
+    classifier of (query, item) pairs read as a relevance score.
+
+    Exports `serving_default` (`query`, `item_text` -> `score`, `probability`) and `tokenize`;
+    judged re-ranking the hybrid first stage. Pointwise, it trains as a classifier (ensembles
+    apply); with `model.ranking_loss: pairwise`, on (relevant, mined negative) pairs of a query
+    inside `build_pairwise_trainer`.
+    """
+
+    name = "text_pair_ranking"
+    signature_inputs = {"query": "text", "item_text": "text_pair"}
+    ranking = True
+    reranks_first_stage = True
+
+    @property
+    def pairwise(self) -> bool:
+        return self.model.ranking_loss == "pairwise"
+
+    @property
+    def groups_by_query(self) -> bool:
+        return self.pairwise
+
+    def build(self, backbone, num_classes):
+        scorer, _ = super().build(backbone, num_classes)
+        return scorer, build_pairwise_trainer(scorer) if self.pairwise else scorer
+
+    def dataset(self, data, files, batch_size, shuffle, seed, soft_targets=None):
+        if self.pairwise:
+            return make_pair_dataset(files, batch_size, shuffle=shuffle, seed=seed)
+        return super().dataset(data, files, batch_size, shuffle, seed, soft_targets)
+
+    def compile_arguments(self, training):
+        if self.pairwise:  # named accuracy, so early_stopping_monitor val_accuracy works here too
+            return {"loss": pairwise_loss, "metrics": [keras.metrics.MeanMetricWrapper(pairwise_accuracy,
+                                                                                       name="accuracy")]}
+        return super().compile_arguments(training)
+
+    def export(self, model, preprocessor, class_names, export_dir, **options):
+        export_pair_scorer(model, preprocessor, class_names, export_dir, **options)
+
+    def tokenizer(self, transform_graph_dir, counter):
+        if self.pairwise:
+            from tfx_pipeline.components.transform import TokenizeRankingPairs
+            return TokenizeRankingPairs(transform_graph_dir, counter)
+        return super().tokenizer(transform_graph_dir, counter)
+
+    def check_ensemble(self):
+        if self.pairwise:
+            raise ConfigError("training.ensemble: not with model.ranking_loss pairwise (its examples are pairs)")
+
+
+class TextEmbeddingTask(Task):
+    """`text_embedding`: the bi-encoder, one L2-normalised vector per text (cosine similarity is a
+    dot product), trained on (query, relevant item, mined negative) triples against in-batch negatives.
+
+    Exports `serving_default` (`text` -> `embedding`) and `tokenize`; judged on full-corpus
+    retrieval. No ensembles, no compression variants.
+    """
+
+    name = "text_embedding"
+    ranking = True
+
+    @property
+    def groups_by_query(self) -> bool:
+        return True
+
+    def build(self, backbone, num_classes):
+        embedder = build_text_embedder(backbone, self.model.pooling)
+        return embedder, build_contrastive_trainer(embedder)
+
+    def dataset(self, data, files, batch_size, shuffle, seed, soft_targets=None):
+        return make_triple_dataset(files, batch_size, shuffle=shuffle, seed=seed)
+
+    def compile_arguments(self, training):
+        return {"loss": in_batch_softmax_loss, "metrics": [in_batch_accuracy]}
+
+    def export(self, model, preprocessor, class_names, export_dir, **options):
+        export_text_embedder(model, preprocessor, export_dir, **options)
+
+    def tokenizer(self, transform_graph_dir, counter):
+        from tfx_pipeline.components.transform import TokenizeEmbeddingTriples
+        return TokenizeEmbeddingTriples(transform_graph_dir, counter)
+
+    def check_ensemble(self):
+        raise ConfigError("training.ensemble: ensembles are for classifiers and re-rankers, not text_embedding")
+
+
+# The registry: each `model.task` name and its Task.
+TASKS: Mapping[str, type[Task]] = {task.name: task for task in (
+    TextClassificationTask, TextPairClassificationTask, TextPairRankingTask, TextEmbeddingTask)}
+
+
+def task_for(model: ModelConfig | str) -> Task:
+    """The Task of a model configuration, or of a trained model's `task` property (a name: its
+    other settings are the defaults, which serving and evaluating the model do not use).
+
+    >>> from tfx_pipeline.config import RANKING_TASKS
+    >>> sorted(name for name in TASKS if task_for(name).ranking) == sorted(RANKING_TASKS)
+    True
+    """
+    config = model if isinstance(model, ModelConfig) else ModelConfig(task=cast(Any, model))
+    return TASKS[config.task](config)

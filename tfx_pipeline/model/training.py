@@ -28,30 +28,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfx_pipeline.config import ConfigError, ModelConfig, TrainingConfig
+from tfx_pipeline.config import ModelConfig, TrainingConfig
 from tfx_pipeline.model.backbone import load_backbone
 from tfx_pipeline.model.cpu_tuning import CpuSettings, choose_cpu_settings
 from tfx_pipeline.model.distribution import apply_precision_policy, create_strategy
-from tfx_pipeline.model.export import export_pair_scorer, export_text_classifier, export_text_embedder
-from tfx_pipeline.model.optimization import LayerwiseAdamW, classification_loss, layerwise_rate_multipliers
-from tfx_pipeline.model.tasks import (
-    build_contrastive_trainer,
-    build_ensemble_average,
-    build_pairwise_trainer,
-    build_text_classifier,
-    build_text_embedder,
-    in_batch_accuracy,
-    in_batch_softmax_loss,
-    pairwise_accuracy,
-    pairwise_loss,
-)
-from tfx_pipeline.model.training_data import (
-    label_counts,
-    make_dataset,
-    make_ordered_batches,
-    make_pair_dataset,
-    make_triple_dataset,
-)
+from tfx_pipeline.model.optimization import LayerwiseAdamW, layerwise_rate_multipliers
+from tfx_pipeline.model.progress import ProgressLog
+from tfx_pipeline.model.tasks import Task, build_ensemble_average, task_for
+from tfx_pipeline.model.training_data import label_counts, make_ordered_batches
 from tfx_pipeline.model.transform_graph import load_transform_graph
 
 
@@ -92,23 +76,15 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class TaskData:
-    """The task's training and eval batches: token ids, targets (one-hot or
-    soft for classifiers, triples for the embedder) and class weights."""
+    """The task's training and eval batches (`Task.dataset`: token ids, targets -- one-hot or
+    soft for classifiers, pairs or triples for rankers) and the class weights of classifiers."""
 
-    def __init__(self, args: TrainerArgs, class_names: list[str]):
-        self.args, self.class_names = args, class_names
+    def __init__(self, args: TrainerArgs, class_names: list[str], task: Task):
+        self.args, self.class_names, self.task = args, class_names, task
 
     def dataset(self, files: str, batch_size: int, shuffle: bool, seed: int,
                 soft_targets: np.ndarray | None = None) -> tf.data.Dataset:
-        if self.args.model.task == "text_embedding":
-            return make_triple_dataset(files, batch_size, shuffle=shuffle, seed=seed)
-        if self.args.model.is_pairwise:
-            return make_pair_dataset(files, batch_size, shuffle=shuffle, seed=seed)
-        training = self.args.training
-        return make_dataset(files, batch_size, self.args.model.sequence_length, shuffle=shuffle, seed=seed,
-                            num_classes=len(self.class_names), soft_targets=soft_targets,
-                            soft_target_weight=training.ensemble.soft_target_weight,
-                            class_weights=self.class_weights if shuffle else None)
+        return self.task.dataset(self, files, batch_size, shuffle, seed, soft_targets)
 
     @functools.cached_property
     def class_weights(self) -> np.ndarray | None:
@@ -120,44 +96,12 @@ class TaskData:
 
 
 class TaskModel:
-    """What differs between tasks in the model: the model trained, its loss and
-    metrics, and the model exported (the embedder is trained inside a wrapper)."""
+    """One fit's models, as the task builds them: the backbone, the model trained and the
+    model exported (the same one, or inside a training wrapper: the embedder, a pairwise re-ranker)."""
 
-    def __init__(self, args: TrainerArgs, class_names: list[str], vocabulary_size: int):
-        self.args, self.class_names = args, class_names
-        self.backbone = load_backbone(args.model.backbone, vocabulary_size, args.model.sequence_length)
-        self.embedding = args.model.task == "text_embedding"
-        self.pairwise = args.model.is_pairwise
-        if self.embedding:
-            self.exported = build_text_embedder(self.backbone, args.model.pooling)
-            self.trained = build_contrastive_trainer(self.exported)
-        elif self.pairwise:  # the cross-encoder, trained on (relevant, negative) pairs of a query
-            self.exported = build_text_classifier(self.backbone, len(class_names), args.model.pooling,
-                                                  args.model.dropout)
-            self.trained = build_pairwise_trainer(self.exported)
-        else:
-            self.exported = self.trained = build_text_classifier(
-                self.backbone, len(class_names), args.model.pooling, args.model.dropout)
-
-    def compile_arguments(self) -> dict[str, Any]:
-        if self.embedding:
-            return {"loss": in_batch_softmax_loss, "metrics": [in_batch_accuracy]}
-        if self.pairwise:  # named accuracy, so early_stopping_monitor val_accuracy works here too
-            return {"loss": pairwise_loss, "metrics": [keras.metrics.MeanMetricWrapper(pairwise_accuracy,
-                                                                                       name="accuracy")]}
-        # Class weights arrive as per-example weights in the dataset: they weigh the loss, not the accuracy.
-        return {"loss": classification_loss(self.args.training.label_smoothing),
-                "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")]}
-
-    def export(self, model: keras.Model, preprocessor, export_dir: Path) -> None:
-        task = self.args.model.task
-        if task == "text_embedding":
-            export_text_embedder(model, preprocessor, export_dir)
-        elif task == "text_pair_ranking":
-            export_pair_scorer(model, preprocessor, self.class_names, export_dir)
-        else:
-            export_text_classifier(model, preprocessor, self.class_names, export_dir,
-                                   text_pair=task == "text_pair_classification")
+    def __init__(self, task: Task, num_classes: int, vocabulary_size: int):
+        self.backbone = load_backbone(task.model.backbone, vocabulary_size, task.model.sequence_length)
+        self.exported, self.trained = task.build(self.backbone, num_classes)
 
 
 def learning_rate_schedule(
@@ -179,7 +123,8 @@ class Fitter:
         self.args = args
         self.strategy = create_strategy(args.training.distribution)
         self.preprocessor, self.class_names = load_transform_graph(args.transform_graph_dir)
-        self.data = TaskData(args, self.class_names)
+        self.task = task_for(args.model)
+        self.data = TaskData(args, self.class_names, self.task)
         self.global_batch = args.training.batch_size * self.strategy.num_replicas_in_sync
         # Length bucketing leaves a few partial batches per epoch; the estimate only shapes the schedule.
         self.steps_per_epoch = math.ceil(args.num_train_examples / self.global_batch)
@@ -202,16 +147,16 @@ class Fitter:
     def task_model(self, seed: int) -> TaskModel:
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
-            return TaskModel(self.args, self.class_names, self.preprocessor.vocabulary_size)
+            return TaskModel(self.task, len(self.class_names), self.preprocessor.vocabulary_size)
 
     def _compiled(self, settings: CpuSettings, seed: int | None = None) -> tuple[TaskModel, keras.Model]:
         apply_precision_policy(dataclasses.replace(self.args.training.distribution, precision=settings.precision),
                                self.strategy)
-        task = self.task_model(self.args.training.seed if seed is None else seed)
+        models = self.task_model(self.args.training.seed if seed is None else seed)
         training = self.args.training
         with self.strategy.scope():
             optimizer = LayerwiseAdamW(
-                rate_multipliers=layerwise_rate_multipliers(task.trained, task.backbone, training.layer_decay,
+                rate_multipliers=layerwise_rate_multipliers(models.trained, models.backbone, training.layer_decay,
                                                             training.head_learning_rate_multiplier),
                 learning_rate=learning_rate_schedule(training, self.steps_per_epoch * training.epochs),
                 weight_decay=training.weight_decay,
@@ -219,19 +164,19 @@ class Fitter:
                 ema_momentum=training.ema_momentum or 0.99,
             )
             optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "layer_norm"])
-            task.trained.compile(
+            models.trained.compile(
                 optimizer=optimizer,
-                **task.compile_arguments(),
+                **self.task.compile_arguments(training),
                 jit_compile=settings.jit_compile,
                 steps_per_execution=training.distribution.steps_per_execution,
             )
-        return task, task.trained
+        return models, models.trained
 
     def fit(self, seed: int, backup_dir: Path, member: int | None = None,
             soft_targets: np.ndarray | None = None) -> tuple[TaskModel, dict[str, Any]]:
         """Trains one model; returns it with its summary (epochs, seconds, history)."""
         training = self.args.training
-        task, model = self._compiled(self.settings, seed)
+        models, model = self._compiled(self.settings, seed)
 
         def input_fn(files: str, shuffle: bool, soft: np.ndarray | None = None):
             # Global batches; the strategy shards them across workers (by file, or
@@ -252,6 +197,10 @@ class Fitter:
                 "model" if member is None else f"member_{member}"))),
             epoch_log,
         ]
+        # On a terminal Keras draws a progress bar; in a log, a line every 30 s (steps, examples/s, ETA).
+        on_terminal = sys.stderr.isatty()
+        if not on_terminal:
+            callbacks.append(ProgressLog(self.steps_per_epoch, self.global_batch, training.epochs))
         started = time.monotonic()
         # Keras warns when an epoch of a dataset of unknown length ends; that is how our epochs end.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -259,10 +208,10 @@ class Fitter:
                             validation_data=input_fn(self.args.eval_files, False),
                             epochs=training.epochs, callbacks=callbacks,
                             shuffle=False,  # tf.data shuffles.
-                            verbose=1 if sys.stderr.isatty() else 2)
+                            verbose=1 if on_terminal else 0)
         seconds = time.monotonic() - started
         epochs_run = len(history.epoch)
-        return task, {
+        return models, {
             "seed": seed,
             "epochs_run": epochs_run,
             "resumed_from_epoch": epoch_log.first_epoch or 0,
@@ -277,13 +226,13 @@ class Fitter:
         done = self.args.backup_dir / f"member_{index}.weights.h5"
         summary_path = done.with_suffix(".json")
         if done.exists() and summary_path.exists():
-            task, _ = self._compiled(self.settings, self.args.training.seed + index)
-            task.trained.load_weights(str(done))
-            return task, json.loads(summary_path.read_text())
-        task, summary = self.fit(self.args.training.seed + index, self.args.backup_dir / f"member_{index}", index)
-        task.trained.save_weights(str(done))
+            models, _ = self._compiled(self.settings, self.args.training.seed + index)
+            models.trained.load_weights(str(done))
+            return models, json.loads(summary_path.read_text())
+        models, summary = self.fit(self.args.training.seed + index, self.args.backup_dir / f"member_{index}", index)
+        models.trained.save_weights(str(done))
         summary_path.write_text(json.dumps(summary))
-        return task, summary
+        return models, summary
 
     def soft_targets(self, members: list[keras.Model]) -> np.ndarray:
         """The members' mean probabilities on every training example, in file order."""
@@ -295,10 +244,8 @@ class Fitter:
 def run_fn(args: TrainerArgs) -> dict[str, Any]:
     training = args.training
     ensemble = training.ensemble
-    if ensemble.members > 1 and args.model.task == "text_embedding":
-        raise ConfigError("training.ensemble: ensembles are for classifiers and re-rankers, not text_embedding")
-    if ensemble.members > 1 and args.model.is_pairwise:
-        raise ConfigError("training.ensemble: not with model.ranking_loss pairwise (its examples are pairs)")
+    if ensemble.members > 1:
+        task_for(args.model).check_ensemble()
     fitter = Fitter(args)
     fitter.tune_cpu()
     precision = apply_precision_policy(
@@ -307,25 +254,24 @@ def run_fn(args: TrainerArgs) -> dict[str, Any]:
                                "jit_compile": fitter.settings.jit_compile, "cpu_tuning": fitter.cpu_tuning}
     started = time.monotonic()
     if ensemble.members == 1:
-        task, fitted = fitter.fit(training.seed, args.backup_dir)
-        exported = task.exported
+        models, fitted = fitter.fit(training.seed, args.backup_dir)
+        exported = models.exported
         summary.update(fitted)
     else:
         members = [fitter.fit_member(i) for i in range(ensemble.members)]
         summary["members"] = [member_summary for _, member_summary in members]
         if ensemble.mode == "average":
-            task = members[0][0]
             exported = build_ensemble_average([member.exported for member, _ in members])
             summary["epochs_run"] = sum(s["epochs_run"] for s in summary["members"])
         else:
             soft = fitter.soft_targets([member.trained for member, _ in members])
-            task, fitted = fitter.fit(training.seed + ensemble.members, args.backup_dir / "student",
-                                      member=ensemble.members, soft_targets=soft)
-            exported = task.exported
+            student, fitted = fitter.fit(training.seed + ensemble.members, args.backup_dir / "student",
+                                         member=ensemble.members, soft_targets=soft)
+            exported = student.exported
             summary.update(fitted)
             summary["epochs_run"] = fitted["epochs_run"] + sum(s["epochs_run"] for s in summary["members"])
     train_seconds = time.monotonic() - started
-    task.export(exported, fitter.preprocessor, args.serving_model_dir)
+    fitter.task.export(exported, fitter.preprocessor, fitter.class_names, args.serving_model_dir)
     summary.update({
         "train_seconds": round(train_seconds, 2),
         "train_examples_per_second": round(args.num_train_examples * summary["epochs_run"] / max(train_seconds, 1e-9),
