@@ -40,6 +40,10 @@ def test_fresh_process_gives_the_training_process_outputs(tmp_path):
     np.testing.assert_allclose(exported["probabilities"], in_process, rtol=1e-5, atol=1e-6)
     assert exported["class_ids"] == in_process.argmax(axis=1).tolist()
 
+    # Every weight stored once (Keras' own track() stores each twice: keras-team/keras#23553).
+    stored = sum(np.prod(shape) for name, shape in tf.train.list_variables(str(tmp_path / "model" / "variables" /
+                                                                              "variables")) if shape)
+    assert stored == sum(np.prod(variable.shape) for variable in model.variables if variable.shape)
     saved_model = saved_model_pb2.SavedModel.FromString((tmp_path / "model" / "saved_model.pb").read_bytes())
     signatures = saved_model.meta_graphs[0].signature_def
     assert signatures["classify"].method_name == CLASSIFY_METHOD_NAME

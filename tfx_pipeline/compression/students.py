@@ -18,6 +18,7 @@ import numpy as np
 
 from tfx_pipeline.config import ModelConfig
 from tfx_pipeline.model.backbone import load_backbone
+from tfx_pipeline.model.export import MODEL_VARIABLES
 from tfx_pipeline.model.tasks import build_text_classifier
 
 
@@ -28,7 +29,9 @@ def load_teacher(saved_model_dir: str | Path, model: ModelConfig, num_classes: i
 
     backbone = load_backbone(model.backbone, vocabulary_size, model.sequence_length)
     teacher = build_text_classifier(backbone, num_classes, model.pooling, model.dropout)
-    saved = load_saved_model(Path(saved_model_dir)).variables
+    loaded = load_saved_model(Path(saved_model_dir))
+    # Exports before MODEL_VARIABLES tracked the model itself: its weights are `variables`.
+    saved = getattr(loaded, MODEL_VARIABLES, None) or loaded.variables
     if len(saved) != len(teacher.variables):
         raise ValueError(f"{saved_model_dir}: {len(saved)} variables, but model.* builds {len(teacher.variables)}")
     for variable, value in zip(teacher.variables, saved):

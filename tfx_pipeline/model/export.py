@@ -34,6 +34,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tfx_pipeline.model.preprocessing import TextPreprocessor
 
 CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
+# The exported model's weights in `model.variables` order: `tf.saved_model.load(dir).model_variables`.
+MODEL_VARIABLES = "model_variables"
 
 
 STRING_BATCH = tf.TensorSpec([None], tf.string)
@@ -61,7 +63,10 @@ def _archive(model: keras.Model, preprocessor: TextPreprocessor) -> keras.export
     """An archive tracking the model and the in-graph tokenizer, with `tokenize`."""
     preprocessor(tf.constant([""]))  # Builds the packing layer, which export requires.
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # Not `archive.track(model)`: it stores every weight twice, and TF Serving then holds two copies
+    # (keras-team/keras#23553). The endpoints save the variables they use; this collection names the
+    # same tf.Variables, in the model's order, for whoever rebuilds the Keras model (`load_teacher`).
+    archive.add_variable_collection(MODEL_VARIABLES, [variable.value for variable in model.variables])
     archive.track(preprocessor.packer)
 
     def tokenize(text):
