@@ -62,6 +62,8 @@ def test_a_model_trained_in_mixed_precision_serves_in_float32_unless_asked(tmp_p
         tf.keras.mixed_precision.set_global_policy("float32")
     export_text_classifier(model, preprocessor, ["a", "b", "c"], tmp_path / "bf16", dtype_policy="mixed_bfloat16")
     assert matmul_dtypes(tmp_path / "bf16") == {"bfloat16"}
+    bf16 = tf.saved_model.load(str(tmp_path / "bf16")).signatures["serving_default"](text=tf.constant(TEXTS))
+    assert bf16["probabilities"].dtype == tf.float32  # the API's dtype whatever the model computes in
 
     export_text_classifier(model, preprocessor, ["a", "b", "c"], tmp_path / "default")
     assert matmul_dtypes(tmp_path / "default") == {"float32"}

@@ -83,7 +83,7 @@ def export_text_embedder(embedder: keras.Model, preprocessor: TextPreprocessor, 
     archive = _archive(embedder, preprocessor)
 
     def serving_default(text):
-        return {"embedding": embedder(preprocessor(text), training=False)}
+        return {"embedding": tf.cast(embedder(preprocessor(text), training=False), tf.float32)}
 
     archive.add_endpoint("serving_default", serving_default, [STRING_BATCH])
     archive.write_out(str(export_dir), verbose=False)
@@ -97,7 +97,7 @@ def export_pair_scorer(model: keras.Model, preprocessor: TextPreprocessor, class
     archive = _archive(model, preprocessor)
 
     def serving_default(query, item_text):
-        logits = model(preprocessor(query, item_text), training=False)
+        logits = tf.cast(model(preprocessor(query, item_text), training=False), tf.float32)
         return {"score": logits[:, relevant] - logits[:, 1 - relevant],
                 "probability": tf.nn.softmax(logits, axis=-1)[:, relevant]}
 
@@ -118,7 +118,9 @@ def export_text_classifier(
     all_names = tf.constant(list(class_names))
 
     def predict(text, pair=None):
-        probabilities = tf.nn.softmax(model(preprocessor(text, pair), training=False), axis=-1)
+        # float32 out whatever the model computes in: the API's dtype, and sums over many rows stay exact.
+        logits = tf.cast(model(preprocessor(text, pair), training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits, axis=-1)
         class_ids = tf.argmax(probabilities, axis=-1)
         return {
             "probabilities": probabilities,
