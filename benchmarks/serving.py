@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -423,24 +423,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, Path
                         help="the server's --tensorflow_inter_op_parallelism (0: TensorFlow's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
-    config = BenchmarkConfig(
-        model_path=args.model_path,
-        model_name=args.model_name,
-        data=args.data,
-        signature=args.signature,
-        input_name=args.input_name,
-        clients=args.clients,
-        duration_seconds=args.duration_seconds,
-        warmup_seconds=args.warmup_seconds,
-        soak_seconds=args.soak_seconds,
-        in_process_batch_sizes=tuple(int(b) for b in args.in_process_batch_sizes.split(",")),
-        in_process_seconds=args.in_process_seconds,
-        rounds=args.rounds,
-        batching_parameters_file=args.batching_parameters_file,
-        group_by_text_length=args.group_by_text_length,
-        server_intra_op_threads=args.server_intra_op_threads,
-        server_inter_op_threads=args.server_inter_op_threads,
-    )
+    # Every option is the field of the same name; the batch sizes come as "1,8,16".
+    values = {field.name: getattr(args, field.name) for field in fields(BenchmarkConfig)}
+    values["in_process_batch_sizes"] = tuple(int(b) for b in args.in_process_batch_sizes.split(","))
+    config = BenchmarkConfig(**values)
     return config, args.json
 
 
