@@ -16,6 +16,7 @@ import tensorflow as tf
 from tests.conftest import tiny_config
 from tfx_pipeline.evaluation.predict import load_saved_model, predict_probabilities
 from tfx_pipeline.model.cpu_tuning import has_bfloat16
+from tfx_pipeline.model.export import MODEL_VARIABLES
 from tfx_pipeline.model.optimization import LayerwiseAdamW, layerwise_rate_multipliers
 from tfx_pipeline.model.tasks import build_ensemble_average, build_text_classifier
 from tfx_pipeline.pipeline import create_pipeline
@@ -128,7 +129,7 @@ def test_ensemble_exports_one_model_with_the_teachers_signature(demo_data_dir, s
     assert {"member_0.weights.h5", "member_1.weights.h5"} <= backups
     signature = load_saved_model(model_dir(record)).signatures["serving_default"]
     assert set(signature.structured_outputs) == {"probabilities", "class_ids", "class_names", "all_class_names"}
-    variables = load_saved_model(model_dir(record)).variables
+    variables = getattr(load_saved_model(model_dir(record)), MODEL_VARIABLES)
     embedding_tables = [v for v in variables if "token_embedding" in v.name]
     # The average serves both members; the distilled student is one model of the members' size.
     assert len(embedding_tables) == (2 if mode == "average" else 1)
