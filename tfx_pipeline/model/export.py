@@ -59,8 +59,10 @@ def with_compute_dtype(model: keras.Model, dtype_policy: str = "float32") -> ker
     return model
 
 
-def _archive(model: keras.Model, preprocessor: TextPreprocessor) -> keras.export.ExportArchive:
-    """An archive tracking the model and the in-graph tokenizer, with `tokenize`."""
+def _archive(model: keras.Model, preprocessor: TextPreprocessor, dtype_policy: str) -> keras.export.ExportArchive:
+    """An archive of the model (switched to `dtype_policy`, see `with_compute_dtype`) and the
+    in-graph tokenizer, with `tokenize`."""
+    with_compute_dtype(model, dtype_policy)
     preprocessor(tf.constant([""]))  # Builds the packing layer, which export requires.
     archive = keras.export.ExportArchive()
     # Not `archive.track(model)`: it stores every weight twice, and TF Serving then holds two copies
@@ -79,8 +81,7 @@ def _archive(model: keras.Model, preprocessor: TextPreprocessor) -> keras.export
 
 def export_text_embedder(embedder: keras.Model, preprocessor: TextPreprocessor, export_dir: str | Path,
                          dtype_policy: str = "float32") -> None:
-    embedder = with_compute_dtype(embedder, dtype_policy)
-    archive = _archive(embedder, preprocessor)
+    archive = _archive(embedder, preprocessor, dtype_policy)
 
     def serving_default(text):
         return {"embedding": tf.cast(embedder(preprocessor(text), training=False), tf.float32)}
@@ -93,8 +94,7 @@ def export_pair_scorer(model: keras.Model, preprocessor: TextPreprocessor, class
                        export_dir: str | Path, dtype_policy: str = "float32") -> None:
     """The cross-encoder: a two-class pair classifier read as a relevance score."""
     relevant = list(class_names).index("relevant")
-    model = with_compute_dtype(model, dtype_policy)
-    archive = _archive(model, preprocessor)
+    archive = _archive(model, preprocessor, dtype_policy)
 
     def serving_default(query, item_text):
         logits = tf.cast(model(preprocessor(query, item_text), training=False), tf.float32)
@@ -113,8 +113,7 @@ def export_text_classifier(
     text_pair: bool = False,
     dtype_policy: str = "float32",
 ) -> None:
-    model = with_compute_dtype(model, dtype_policy)
-    archive = _archive(model, preprocessor)
+    archive = _archive(model, preprocessor, dtype_policy)
     all_names = tf.constant(list(class_names))
 
     def predict(text, pair=None):
