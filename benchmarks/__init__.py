@@ -33,4 +33,9 @@ Not part of the tests (scaled-down runs of some are).  ``python -m benchmarks --
   peak memory, full training, compression (``make benchmark`` runs ``pipeline all``)::
 
       python -m benchmarks pipeline beam|trainer|distribution|multi-worker|memory|full-training|compression|all
+
+- :mod:`benchmarks.compression_peers`: the exported fp32 encoder against ONNX Runtime fp32 and dynamic
+  int8 on the same token ids, one thread each; a reference, not served (needs the ``peers`` extra)::
+
+      python -m benchmarks compression_peers --model_path work/models/intent/1
 """

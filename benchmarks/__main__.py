@@ -18,6 +18,7 @@ BENCHMARKS = {
     "ranker": "a ranking request by stage; the re-rank stage against the server alone",
     "sentiment_monitor": "items/s end to end, alert latency, and the model server's own rate",
     "pipeline": "Beam preprocessing, training speed, memory, full training, compression (`pipeline all`)",
+    "compression_peers": "the fp32 encoder against ONNX Runtime fp32 and int8 on one thread (reference only)",
 }
 
 

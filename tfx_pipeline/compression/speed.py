@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 def measure_in_process(model_dir: str | Path, texts: Sequence[str], batch_sizes: Sequence[int],
@@ -31,7 +31,6 @@ def measure_in_process(model_dir: str | Path, texts: Sequence[str], batch_sizes:
     """Throughput per batch size of `serving_default` on `texts` (and `text_pairs`
     for pair classifiers; taken in order, cycling), and batch-1 latency percentiles.
     Call in a process whose TensorFlow thread pools are already set (see `main`)."""
-    import numpy as np
     import tensorflow as tf
 
     from tfx_pipeline.evaluation.predict import load_saved_model
@@ -47,23 +46,40 @@ def measure_in_process(model_dir: str | Path, texts: Sequence[str], batch_sizes:
         batches = [{"text": tf.constant([texts[i % len(texts)] for i in row]),
                     **({"text_pair": tf.constant([text_pairs[i % len(texts)] for i in row])} if text_pairs else {})}
                    for row in rows]
-        for batch in batches[:3]:  # Runs the first padded widths once before timing.
-            signature(**batch)
-        latencies, examples, begin, calls = [], 0, time.perf_counter(), 0
-        while time.perf_counter() - begin < seconds:
-            call_started = time.perf_counter()
-            signature(**batches[calls % len(batches)])
-            calls += 1
-            latencies.append(time.perf_counter() - call_started)
-            examples += batch_size
-        elapsed = time.perf_counter() - begin
-        result["examples_per_second"][str(batch_size)] = round(examples / elapsed, 2)
+        rate, latencies = time_calls(lambda batch: signature(**batch), batches, batch_size, seconds)
+        result["examples_per_second"][str(batch_size)] = round(rate, 2)
         resident.append(_resident_mib())
         if batch_size == 1:
-            result["latency_ms_batch_1"] = {"p50": round(float(np.percentile(latencies, 50)) * 1000, 3),
-                                            "p99": round(float(np.percentile(latencies, 99)) * 1000, 3)}
+            result["latency_ms_batch_1"] = latency_ms(latencies)
     result["peak_memory_mib"] = round(max(resident), 1)
     return result
+
+
+def time_calls(call: Callable[[Any], object], batches: Sequence[Any], batch_size: int,
+               seconds: float) -> tuple[float, list[float]]:
+    """(examples/s, each call's seconds) of `call` on `batches` of `batch_size` rows, taken in turn
+    for `seconds`; the first three batches (the first padded widths) run once before the clock."""
+    for batch in batches[:3]:
+        call(batch)
+    latencies: list[float] = []
+    begin = time.perf_counter()
+    while time.perf_counter() - begin < seconds:
+        call_started = time.perf_counter()
+        call(batches[len(latencies) % len(batches)])
+        latencies.append(time.perf_counter() - call_started)
+    return batch_size * len(latencies) / (time.perf_counter() - begin), latencies
+
+
+def latency_ms(latencies: Sequence[float]) -> dict[str, float]:
+    """p50 and p99 of call durations in seconds, in milliseconds.
+
+    >>> latency_ms([0.001, 0.002, 0.003])
+    {'p50': 2.0, 'p99': 2.98}
+    """
+    import numpy as np
+
+    return {"p50": round(float(np.percentile(latencies, 50)) * 1000, 3),
+            "p99": round(float(np.percentile(latencies, 99)) * 1000, 3)}
 
 
 def _resident_mib() -> float:
