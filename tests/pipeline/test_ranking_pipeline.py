@@ -94,6 +94,19 @@ def test_the_pairwise_reranker_trains_on_each_querys_relevant_negative_pairs(tra
     assert history["loss"][-1] < history["loss"][0]
 
 
+def test_the_embedder_trains_on_every_mined_negative_once(trained_ranking_models):
+    from tfx_pipeline.beam.examples import read_split_rows
+    record = trained_ranking_models.records["catalog_embedder"]
+    rows = read_split_rows(artifact_uri(record, "ExampleValidator", "examples"), "train")
+    per_query: dict[str, list[int]] = {}
+    for row in rows:
+        per_query.setdefault(row["query_id"], [0, 0])[row["label"] != "relevant"] += 1
+    # (query, relevant item, negative) triples: one per negative, relevant items round-robin.
+    expected = sum(max(p, n, 1) for p, n in per_query.values() if p)
+    transform = component(record, "Transform")["artifacts"]["transformed_examples"]
+    assert transform["properties"]["split_counts"]["train"] == expected > sum(p for p, _ in per_query.values())
+
+
 def test_embedder_serves_unit_vectors_that_rank_the_relevant_item_first(trained_ranking_models):
     model = load_saved_model(trained_ranking_models.model_base_path / "catalog_embedder" / "1")
     signature = model.signatures["serving_default"]

@@ -72,9 +72,10 @@ class _TokenizeQueryGroups(beam.DoFn):
 
 
 class TokenizeEmbeddingTriples(_TokenizeQueryGroups):
-    """One example per relevant row: `token_ids` (query), `positive_ids` (the
-    item), `negative_ids` (a mined negative, or an empty text when the query
-    has none), negatives taken round-robin."""
+    """Embedder examples: `token_ids` (the query), `positive_ids` (a relevant
+    item), `negative_ids` (one of its mined negatives, or an empty text when the
+    query has none); every negative once (relevant items taken round-robin),
+    every relevant item at least once, so no mined negative goes unused."""
 
     def examples(self, query, positives, negatives):
         if not positives:
@@ -82,8 +83,8 @@ class TokenizeEmbeddingTriples(_TokenizeQueryGroups):
         negatives = negatives or [""]
         ids = self.preprocessor.token_id_lists([query, *positives, *negatives])
         query_ids, positive_ids, negative_ids = ids[0], ids[1:1 + len(positives)], ids[1 + len(positives):]
-        for i, positive in enumerate(positive_ids):
-            yield {"token_ids": query_ids, "positive_ids": positive,
+        for i in range(max(len(positive_ids), len(negative_ids))):
+            yield {"token_ids": query_ids, "positive_ids": positive_ids[i % len(positive_ids)],
                    "negative_ids": negative_ids[i % len(negative_ids)]}
 
 
