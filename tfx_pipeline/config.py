@@ -104,6 +104,9 @@ class BackboneConfig:
 
     preset: str = "all-minilm-l6-v2"
     architecture: Optional[Mapping[str, Any]] = None
+    # The preset's encoder cut to this many of its layers, evenly spaced, the top one kept
+    # (a cheaper model trained directly, e.g. a re-ranker within a latency budget). Unset: all.
+    num_layers: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -162,3 +162,19 @@ def test_cpu_tuning_benchmarks_once_and_remembers_the_fastest(demo_data_dir, tmp
     again = run_intent(demo_data_dir, tmp_path, **{"training.cpu_tuning": "auto", "training.epochs": 1,
                                                    "training.seed": 7})
     assert trainer_summary(again)["cpu_tuning"]["cached"] is True
+
+
+def test_a_shallower_backbone_keeps_evenly_spaced_pretrained_layers():
+    """`model.backbone.num_layers: 3` cuts MiniLM's 6 layers to its layers 1, 3 and 5, with its embeddings."""
+    from tfx_pipeline.config import BackboneConfig
+    from tfx_pipeline.model.backbone import load_backbone
+
+    full = load_backbone(BackboneConfig(), vocabulary_size=0, max_sequence_length=64)
+    shallow = load_backbone(BackboneConfig(num_layers=3), vocabulary_size=0, max_sequence_length=64)
+    assert shallow.num_layers == 3 and shallow.count_params() < full.count_params()
+    for student, teacher in ((0, 1), (1, 3), (2, 5)):
+        for mine, theirs in zip(shallow.get_layer(f"transformer_layer_{student}").weights,
+                                full.get_layer(f"transformer_layer_{teacher}").weights):
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(shallow.get_layer("token_embedding").weights[0].numpy(),
+                                  full.get_layer("token_embedding").weights[0].numpy())

@@ -17,7 +17,7 @@ import keras_hub
 import numpy as np
 
 from tfx_pipeline.config import ModelConfig
-from tfx_pipeline.model.backbone import load_backbone
+from tfx_pipeline.model.backbone import copy_backbone_weights, load_backbone
 from tfx_pipeline.model.export import MODEL_VARIABLES
 from tfx_pipeline.model.tasks import build_text_classifier
 
@@ -45,18 +45,6 @@ def load_teacher(saved_model_dir: str | Path, model: ModelConfig, num_classes: i
     return teacher
 
 
-def kept_layers(teacher_layers: int, student_layers: int) -> list[int]:
-    """Evenly spaced teacher layers, the top one always kept.
-
-    >>> kept_layers(6, 3), kept_layers(6, 2), kept_layers(6, 6), kept_layers(2, 1)
-    ([1, 3, 5], [2, 5], [0, 1, 2, 3, 4, 5], [1])
-    """
-    if not 1 <= student_layers <= teacher_layers:
-        raise ValueError(f"a student needs 1 to {teacher_layers} layers, not {student_layers}")
-    step = teacher_layers / student_layers
-    return [int(round(step * (i + 1))) - 1 for i in range(student_layers)]
-
-
 def backbone_of(model: keras.Model) -> keras_hub.models.BertBackbone:
     return next(layer for layer in model.layers if isinstance(layer, keras_hub.models.BertBackbone))
 
@@ -72,16 +60,8 @@ def initialise_from_teacher(student: keras.Model, teacher: keras.Model, layers: 
     """Student layer i takes teacher layer `layers[i]`; everything else (embeddings,
     pooler, head) the teacher's layer of the same name. Position embeddings are cut
     to the student's length."""
-    teacher_backbone, student_backbone = backbone_of(teacher), backbone_of(student)
-    for layer in student_backbone.layers:
-        if not layer.weights:
-            continue
-        source_name = layer.name
-        if layer.name.startswith("transformer_layer_"):
-            source_name = f"transformer_layer_{layers[int(layer.name.rsplit('_', 1)[1])]}"
-        source = teacher_backbone.get_layer(source_name).get_weights()
-        layer.set_weights([value[: target.shape[0]] if value.shape != tuple(target.shape) else value
-                           for value, target in zip(source, layer.weights)])
+    student_backbone = backbone_of(student)
+    copy_backbone_weights(backbone_of(teacher), student_backbone, layers)
     for layer in student.layers:
         if layer.weights and layer is not student_backbone:
             layer.set_weights(teacher.get_layer(layer.name).get_weights())

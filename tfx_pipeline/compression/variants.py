@@ -18,11 +18,11 @@ import keras
 from tfx_pipeline.compression.students import (
     backbone_of,
     initialise_from_teacher,
-    kept_layers,
     load_teacher,
     student_architecture,
 )
 from tfx_pipeline.config import CompressionVariant, EnsembleConfig
+from tfx_pipeline.model.backbone import kept_layers
 from tfx_pipeline.model.preprocessing import TextPreprocessor
 from tfx_pipeline.model.tasks import task_for
 from tfx_pipeline.model.training import Fitter, TaskModel, TrainerArgs
