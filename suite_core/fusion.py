@@ -12,6 +12,13 @@ Fusion methods:
   it keeps how much better the top hit is than the next, but depends on the
   score distributions of the day's query.
 
+The re-ranked head (the fused top N) is ordered by :func:`rerank_head`:
+
+- ``replace``: by the re-ranker's scores alone;
+- ``rrf``: by ``1 / (rrf_k + fused rank) + weight / (rrf_k + re-ranker rank)``
+  within the head, so the first stage's agreement still counts and a re-ranker's
+  confident mistakes on a few items cost less.
+
 The ranker app fuses with these functions on every request, and the ranking
 evaluation (pipeline and app alike) with the same ones.
 
@@ -68,3 +75,23 @@ def fuse(lists: Mapping[str, Sequence[tuple[int, float]]], method: str, *, rrf_k
         else:
             raise ValueError(f"unknown fusion {method!r}")
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+def rerank_head(head: Sequence[int], scores: Sequence[float] | np.ndarray, method: str = "replace", *,
+                rrf_k: int = 60, weight: float = 1.0) -> list[int]:
+    """``head`` (rows, best first by the first stage) in its final order given the re-ranker's ``scores``;
+    ties keep the first-stage order.
+
+    >>> rerank_head([7, 8, 9], [0.1, 0.9, 0.5])
+    [8, 9, 7]
+    >>> rerank_head([7, 8, 9], [0.1, 0.9, 0.5], "rrf", rrf_k=1, weight=1.0)   # 7: 1/2 + 1/4, 8: 1/3 + 1/2
+    [8, 7, 9]
+    """
+    by_score = sorted(range(len(head)), key=lambda i: (-float(scores[i]), i))
+    if method == "replace":
+        return [head[i] for i in by_score]
+    if method != "rrf":
+        raise ValueError(f"unknown re-rank fusion {method!r}")
+    rerank_rank = {i: rank for rank, i in enumerate(by_score, start=1)}
+    fused = {i: 1.0 / (rrf_k + i + 1) + weight / (rrf_k + rerank_rank[i]) for i in range(len(head))}
+    return [head[i] for i in sorted(range(len(head)), key=lambda i: (-fused[i], i))]

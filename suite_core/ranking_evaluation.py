@@ -9,8 +9,9 @@ the two cannot disagree.  For each query, over the WHOLE corpus:
 - ``hybrid``: BM25's top ``lexical_depth`` and the embedder's top ``vector_depth``
   fused exactly as the app fuses (:func:`suite_core.fusion.fuse`, RRF by default);
 - one run per re-ranker given: the hybrid top ``rerank_depth`` re-ordered by the
-  re-ranker's scores (ties keep the hybrid order), the rest of the hybrid list after
-  them -- what the app returns for a request.
+  re-ranker's scores (``rerank_fusion``: alone, or fused with the hybrid ranks; ties
+  keep the hybrid order), the rest of the hybrid list after them -- what the app
+  returns for a request.
 
 Each run is scored with nDCG@10, Recall@100 and MRR@10 against the qrels.  A
 re-ranker is only worth serving if its run beats ``hybrid``; an embedder is judged
@@ -39,7 +40,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from suite_core.bm25 import build_index, lexical_scores
-from suite_core.fusion import fuse, top_k
+from suite_core.fusion import fuse, rerank_head, top_k
 from suite_core.ranking_metrics import ranking_metrics
 
 RUN_DEPTH = 100  # documents per query in every run (Recall@100)
@@ -60,6 +61,10 @@ class HybridSettings:
     rrf_k: int = 60
     score_weight_lexical: float = 0.5  # only for fusion: score
     rerank_depth: int = 100  # the hybrid top N a re-ranker orders
+    # How the head's order is made from the re-ranker's scores (suite_core.fusion.rerank_head):
+    # `replace` by the scores alone, `rrf` fused with the hybrid ranks, the re-ranker's weighted.
+    rerank_fusion: Literal["replace", "rrf"] = "replace"
+    rerank_weight: float = 1.0
 
 
 class SearchIndex(Protocol):
@@ -103,11 +108,6 @@ def _as_run(rows: Sequence[int], ids: Sequence[str]) -> dict[str, float]:
     return {ids[row]: float(len(rows) - rank) for rank, row in enumerate(rows)}
 
 
-def rerank_order(head: Sequence[int], scores: Sequence[float] | np.ndarray) -> list[int]:
-    """``head`` ordered by ``scores``, best first; equal scores keep their first-stage order."""
-    return [head[i] for i in sorted(range(len(head)), key=lambda i: (-float(scores[i]), i))]
-
-
 def system_runs(index: SearchIndex, doc_ids: Sequence[str], queries: Mapping[str, str],
                 query_vectors: Mapping[str, np.ndarray] | None = None,
                 settings: HybridSettings = HybridSettings(),
@@ -137,7 +137,8 @@ def system_runs(index: SearchIndex, doc_ids: Sequence[str], queries: Mapping[str
         head, tail = hybrid[:settings.rerank_depth], hybrid[settings.rerank_depth:]
         for name, rerank in rerankers.items():
             clock = time.perf_counter()
-            order = rerank_order(head, rerank(text, head)) if head else []
+            order = rerank_head(head, rerank(text, head), settings.rerank_fusion, rrf_k=settings.rrf_k,
+                                weight=settings.rerank_weight) if head else []
             seconds[name] += time.perf_counter() - clock
             runs[name][query_id] = _as_run((order + tail)[:RUN_DEPTH], doc_ids)
     if timings is not None:

@@ -87,6 +87,10 @@ class RetrievalConfig:
     rrf_k: int = 60  # RRF's damping constant: 1 / (rrf_k + rank)
     score_weight_lexical: float = 0.5  # only for fusion: score
     rerank_depth: int = 20  # N: the fused top N go to the re-ranker in ONE Predict call (0: no re-rank)
+    # The re-ranked head's order: `replace` by the re-ranker's scores alone, `rrf` by RRF of the fused
+    # rank and the re-ranker's rank (weighted `rerank_weight`): suite_core.fusion.rerank_head.
+    rerank_fusion: Literal["replace", "rrf"] = "replace"
+    rerank_weight: float = 1.0
     # Per request, from its arrival: when it runs out before or during the re-rank call, the request is
     # answered in the hybrid (fused) order, flagged rerank_status "time_budget".  0: no budget.
     request_budget_ms: float = 800.0
@@ -104,6 +108,8 @@ class RetrievalConfig:
             raise ConfigError(f"retrieval.rerank_depth must be >= 0, got {self.rerank_depth}")
         if self.request_budget_ms < 0:
             raise ConfigError(f"retrieval.request_budget_ms must be >= 0, got {self.request_budget_ms}")
+        if self.rerank_weight <= 0:
+            raise ConfigError(f"retrieval.rerank_weight must be > 0, got {self.rerank_weight}")
         if not 0.0 <= self.score_weight_lexical <= 1.0:
             raise ConfigError(f"retrieval.score_weight_lexical must be in [0, 1], got {self.score_weight_lexical}")
         if self.default_k > self.max_k:
@@ -114,7 +120,8 @@ class RetrievalConfig:
         """The first stage and re-rank depth as the shared ranking evaluation takes them."""
         return HybridSettings(lexical_depth=self.lexical_depth, vector_depth=self.vector_depth, fusion=self.fusion,
                               rrf_k=self.rrf_k, score_weight_lexical=self.score_weight_lexical,
-                              rerank_depth=self.rerank_depth)
+                              rerank_depth=self.rerank_depth, rerank_fusion=self.rerank_fusion,
+                              rerank_weight=self.rerank_weight)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from apps.ranker.config import AppConfig, RetrievalConfig
 from apps.ranker.errors import EmptyIndex, InvalidRequest, ModelError, ModelNotServed, ModelTimeout, ModelUnavailable
 from apps.ranker.index import CatalogIndex, current_generation
 from apps.ranker.models import Models
-from apps.ranker.retrieval import compile_filters, fuse, matches, top_k
+from apps.ranker.retrieval import compile_filters, fuse, matches, rerank_head, top_k
 from suite_core.beir import Document
 
 MAX_QUERY_CHARS = 2000  # per text field of a request
@@ -257,7 +257,7 @@ class Ranker:
         with self._outcomes_lock:
             self._outcomes[rerank["status"]] += 1
 
-        items = _assemble(index, fused, lists, reranked)[:context.k]
+        items = _assemble(index, fused, lists, reranked, retrieval)[:context.k]
         if not items:
             warnings.append({"code": "no_match", "message": "no item passed the filters, candidates and exclusions"
                              if not context.mask.any() else "no item matched the context"})
@@ -395,13 +395,15 @@ def _known(index: CatalogIndex, ids: Sequence[str], field: str, warnings: list[d
 
 
 def _assemble(index: CatalogIndex, fused: list[tuple[int, float]], lists: Mapping[str, list[tuple[int, float]]],
-              reranked: Mapping[int, tuple[float, float]]) -> list[RankedItem]:
+              reranked: Mapping[int, tuple[float, float]], retrieval: RetrievalConfig) -> list[RankedItem]:
     positions = {name: {row: (rank, score) for rank, (row, score) in enumerate(ranked, start=1)}
                  for name, ranked in lists.items()}
-    fused_rank = {row: rank for rank, (row, _) in enumerate(fused)}
-    order = sorted(fused, key=lambda entry: (entry[0] not in reranked,
-                                             -reranked[entry[0]][0] if entry[0] in reranked else 0.0,
-                                             fused_rank[entry[0]]))
+    head = [row for row, _ in fused if row in reranked]  # the re-ranked top N, in fused order
+    head_order = {row: rank for rank, row in enumerate(rerank_head(
+        head, [reranked[row][0] for row in head], retrieval.rerank_fusion, rrf_k=retrieval.rrf_k,
+        weight=retrieval.rerank_weight))}
+    order = [fused[i] for i in sorted(range(len(fused)), key=lambda i: (
+        head_order.get(fused[i][0], len(head)), i))]
     items = []
     for row, fused_score in order:
         item = index.items[row]

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from apps.ranker.errors import InvalidRequest
-from suite_core.fusion import fuse, top_k  # the app's and the evaluation's fusion: one implementation
+from suite_core.fusion import fuse, rerank_head, top_k  # the app's and the evaluation's fusion: one implementation
 
-__all__ = ["compile_filters", "fuse", "matches", "top_k"]
+__all__ = ["compile_filters", "fuse", "matches", "rerank_head", "top_k"]
 
 Condition = Callable[[Any], bool]
 _RANGE_OPERATORS = {"min": lambda v, b: v >= b, "max": lambda v, b: v <= b,

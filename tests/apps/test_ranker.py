@@ -203,6 +203,19 @@ def test_hybrid_retrieval_then_rerank(ranker):
     assert [i.id for i in both] != [i.id for i in stage1.items]
 
 
+def test_rrf_rerank_fusion_orders_the_head_by_its_fused_and_its_reranker_ranks(server_address, shared_index):
+    query = "lightweight tent for camping trips"
+    with make_ranker(server_address, shared_index, rerank_depth=10, rerank_fusion="rrf", rerank_weight=2.0) as ranker:
+        first_stage = [i.id for i in ranker.rank(RankRequest(text=query, k=12, rerank=False)).items]
+        items = ranker.rank(RankRequest(text=query, k=12)).items
+    score = {i.id: i.rerank_score for i in items if i.stage == "rerank"}
+    assert set(score) == set(first_stage[:10])
+    by_score = sorted(first_stage[:10], key=lambda id_: -score[id_])
+    fused = {id_: 1 / (60 + first_stage.index(id_) + 1) + 2.0 / (60 + by_score.index(id_) + 1) for id_ in score}
+    assert [i.id for i in items[:10]] == sorted(score, key=lambda id_: -fused[id_])
+    assert [i.id for i in items[10:]] == first_stage[10:]  # below the depth: the fused order
+
+
 def test_only_the_top_n_are_reranked(server_address, shared_index):
     with make_ranker(server_address, shared_index, rerank_depth=3) as ranker:
         items = ranker.rank(RankRequest(text="waterproof rain jacket", k=8)).items
