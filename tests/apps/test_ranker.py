@@ -172,7 +172,12 @@ def test_rerank_is_one_predict_call_when_the_server_takes_the_whole_batch(server
             ranker.models.rerank("tent", ["some item text"] * 129)  # the server refuses what it cannot batch
 
 
-def test_hybrid_retrieval_then_rerank(ranker):
+def test_hybrid_retrieval_then_rerank(server_address, shared_index):
+    with make_ranker(server_address, shared_index, rerank_fusion="replace") as ranker:
+        hybrid_retrieval_then_rerank(ranker)
+
+
+def hybrid_retrieval_then_rerank(ranker):
     query = "lightweight tent for camping trips"
     response = ranker.rank(RankRequest(text=query, k=5))
     assert response.stages == ["bm25", "vector", "rerank"] and not response.degraded
@@ -197,7 +202,7 @@ def test_hybrid_retrieval_then_rerank(ranker):
     assert all(i.stage == "fusion" and i.rerank_score is None for i in stage1.items)
     fused = [i.fused_score for i in stage1.items]
     assert fused == sorted(fused, reverse=True)
-    # Stage 2 orders the whole fused list (72 <= N = 100) by the re-ranker's score, not by the fused one.
+    # `replace`: stage 2 orders the whole fused list (72 <= N = 100) by the re-ranker's score alone.
     both = ranker.rank(RankRequest(text=query, k=72)).items
     assert [i.id for i in both] == [i.id for i in sorted(both, key=lambda i: -i.rerank_score)]
     assert [i.id for i in both] != [i.id for i in stage1.items]
