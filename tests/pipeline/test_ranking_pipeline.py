@@ -225,3 +225,26 @@ def test_a_reranker_that_scrambles_the_hybrid_order_is_refused_though_it_separat
     assert evaluation["baseline_version"] == 1
     assert evaluation["baseline"]["systems"]["hybrid"] == evaluation["candidate"]["systems"]["hybrid"]
     assert not evaluation["blessed"]
+
+
+def test_a_relevant_item_twice_in_a_batch_is_not_a_negative_of_its_copy():
+    import keras_hub
+
+    from tfx_pipeline.model.tasks import TRIPLE_PARTS, build_contrastive_trainer, build_text_embedder
+
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=1, hidden_dim=8,
+                                             intermediate_dim=16, max_sequence_length=16)
+    trainer = build_contrastive_trainer(build_text_embedder(backbone))
+    ids = {"query": [[2, 5, 3], [2, 5, 3], [2, 9, 3]],  # rows 0 and 1: one query, one relevant item,
+           "positive": [[2, 7, 3], [2, 7, 3], [2, 8, 3]],  # two mined negatives
+           "negative": [[2, 11, 3], [2, 12, 3], [2, 13, 3]]}
+    features = {f"{part}_{name}": np.array(value if name == "token_ids" else np.ones_like(value)
+                                           if name == "padding_mask" else np.zeros_like(value), "int32")
+                for part, value in ids.items() for name in ("token_ids", "padding_mask", "segment_ids")}
+    assert set(TRIPLE_PARTS) == set(ids)
+    logits = np.asarray(trainer(features))
+    assert logits.shape == (3, 6)
+    assert logits[0, 1] == logits[1, 0] == -1e4  # each other's copy: masked
+    masked = np.zeros_like(logits, dtype=bool)
+    masked[0, 1] = masked[1, 0] = True
+    assert (np.abs(logits[~masked]) <= 20.0 + 1e-4).all()  # cosine x scale 20 everywhere else

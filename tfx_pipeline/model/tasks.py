@@ -151,7 +151,8 @@ def build_contrastive_trainer(embedder: keras.Model, scale: float = 20.0) -> ker
     """(query, positive, negative) features -> similarity logits [B, 2B].
 
     Row i scores query i against every positive and negative of the batch; its
-    target is column i (`in_batch_softmax_loss`). Inputs are named
+    target is column i (`in_batch_softmax_loss`); another copy of its relevant item is
+    masked out. Inputs are named
     `<part>_<feature>`, e.g. `query_token_ids`. `scale` is the inverse softmax
     temperature on cosine similarities (20, as sentence-transformers uses).
     """
@@ -162,7 +163,23 @@ def build_contrastive_trainer(embedder: keras.Model, scale: float = 20.0) -> ker
         for part in TRIPLE_PARTS)
     items = keras.ops.concatenate([positive, negative], axis=0)
     logits = keras.ops.matmul(query, keras.ops.transpose(items)) * scale
+    logits = MaskRepeatedPositives(name="mask_repeated_positives")(logits, inputs["positive_token_ids"])
     return keras.Model(inputs, logits, name="contrastive_trainer")
+
+
+class MaskRepeatedPositives(keras.layers.Layer):
+    """A relevant item with several mined negatives is in several examples: where one batch holds
+    it twice, each copy is masked out of the other's softmax (it is not that query's negative)."""
+
+    def call(self, logits, positive_ids):
+        rows = keras.ops.arange(keras.ops.shape(positive_ids)[0])
+        same = keras.ops.all(keras.ops.equal(positive_ids[:, None, :], positive_ids[None, :, :]), axis=-1)
+        copies = keras.ops.logical_and(same, keras.ops.not_equal(rows[:, None], rows[None, :]))
+        masked = keras.ops.concatenate([copies, keras.ops.zeros_like(copies)], axis=1)
+        return keras.ops.where(masked, keras.ops.full_like(logits, -1e4), logits)
+
+    def compute_output_shape(self, logits_shape, positive_ids_shape):
+        return logits_shape
 
 
 def in_batch_softmax_loss(y_true, y_pred):
