@@ -398,12 +398,12 @@ def _assemble(index: CatalogIndex, fused: list[tuple[int, float]], lists: Mappin
               reranked: Mapping[int, tuple[float, float]], retrieval: RetrievalConfig) -> list[RankedItem]:
     positions = {name: {row: (rank, score) for rank, (row, score) in enumerate(ranked, start=1)}
                  for name, ranked in lists.items()}
-    head = [row for row, _ in fused if row in reranked]  # the re-ranked top N, in fused order
-    head_order = {row: rank for rank, row in enumerate(rerank_head(
+    # The re-ranked top N in their final order, then the rest in fused order (as the evaluation does).
+    head = [row for row, _ in fused if row in reranked]
+    fused_scores = dict(fused)
+    order = [(row, fused_scores[row]) for row in rerank_head(
         head, [reranked[row][0] for row in head], retrieval.rerank_fusion, rrf_k=retrieval.rrf_k,
-        weight=retrieval.rerank_weight))}
-    order = [fused[i] for i in sorted(range(len(fused)), key=lambda i: (
-        head_order.get(fused[i][0], len(head)), i))]
+        weight=retrieval.rerank_weight)] + [entry for entry in fused if entry[0] not in reranked]
     items = []
     for row, fused_score in order:
         item = index.items[row]
