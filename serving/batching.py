@@ -7,7 +7,10 @@ shared by all queues runs ready batches, oldest first.  A batch is padded up
 to the next ``allowed_batch_sizes`` entry by repeating its last row (a real
 input, so padding never lengthens a text batch), the signature runs once,
 and every request gets back exactly its own rows.  A full queue refuses more
-with RESOURCE_EXHAUSTED; a request larger than a batch is INVALID_ARGUMENT.
+with RESOURCE_EXHAUSTED; a request larger than ``max_batch_size`` is INVALID_ARGUMENT.
+With ``enable_large_batch_splitting`` a request larger than ``max_execution_batch_size``
+runs as several batches at once (one 20-pair re-rank on two single-threaded batch
+threads: see ``infra/serving/batching.config``).
 
 Text requests are grouped by estimated token length (``group_by_text_length``):
 our text models pad each call to its longest text, so one long text in a
@@ -136,6 +139,33 @@ def _concat(arrays: list[np.ndarray], pad_variable_length: bool) -> np.ndarray:
     return np.concatenate(arrays, axis=0)
 
 
+def _joined(futures: list[Future]) -> Future:
+    """One future for a split request: its pieces' outputs in row order, or the first error."""
+    joined: Future = Future()
+    joined.set_running_or_notify_cancel()
+    lock, left = threading.Lock(), [len(futures)]
+
+    def piece_done(_: Future) -> None:
+        with lock:
+            left[0] -= 1
+            if left[0]:
+                return
+        errors_seen = [f.exception() for f in futures if f.exception() is not None]
+        if errors_seen:
+            joined.set_exception(errors_seen[0])
+            return
+        parts = [f.result() for f in futures]
+        try:
+            joined.set_result({name: _concat([part[name] for part in parts], pad_variable_length=True)
+                               for name in parts[0]})
+        except ValueError as exc:
+            joined.set_exception(errors.internal(f"cannot join the outputs of a split request: {exc}"))
+
+    for future in futures:
+        future.add_done_callback(piece_done)
+    return joined
+
+
 class BatchQueue:
     """Requests for one (model version, signature) waiting to be batched."""
 
@@ -158,7 +188,13 @@ class BatchQueue:
     # -- called by request threads -------------------------------------------------
 
     def submit(self, inputs: Arrays) -> Future:
-        """Enqueues a request; its future resolves to that request's outputs."""
+        """Enqueues a request; its future resolves to that request's outputs.
+
+        With ``enable_large_batch_splitting``, a request of more rows than a batch runs
+        (``max_execution_batch_size``) is cut into the fewest equal pieces that fit, each
+        batched on its own, so idle batch threads share it; the outputs are joined back
+        in row order.  (TF Serving fills the open batch first; equal pieces finish together.)
+        """
         rows = task_rows(inputs)
         config = self._config
         if rows > config.max_batch_size:
@@ -169,40 +205,54 @@ class BatchQueue:
             key: tuple = tuple((name, a.ndim, a.dtype.str) for name, a in sorted(inputs.items()))
         else:
             key = tuple((name, a.shape[1:], a.dtype.str) for name, a in sorted(inputs.items()))
-        bucket = length_bucket(inputs) if config.group_by_text_length else None
-        task = _Task(inputs=inputs, rows=rows, future=Future())
+        limit = config.batch_size_limit
+        pieces = -(-rows // limit)
+        bounds = np.linspace(0, rows, pieces + 1).round().astype(int)
+        tasks = [_Task(inputs={name: a[start:end] for name, a in inputs.items()} if pieces > 1 else inputs,
+                       rows=int(end - start), future=Future()) for start, end in zip(bounds, bounds[1:])]
         with self._scheduler.condition:
             if self._closing:
                 raise errors.unavailable(
                     f"Batch queue for model {self.id.model} version {self.id.version} is shutting down"
                 )
-            batch = next((b for b in self._batches
-                          if not b.closed and b.shape_key == key and b.length_bucket == bucket), None)
-            if batch is None or batch.rows + rows > config.max_batch_size:
-                self._check_capacity(rows, grouped=bucket is not None)
-                if batch is not None:
-                    batch.closed = True  # full enough: let it run
-                batch = _Batch(shape_key=key, length_bucket=bucket, opened_at=time.monotonic())
-                self._batches.append(batch)
-            batch.tasks.append(task)
-            batch.rows += rows
-            self._queued_rows += rows
-            if batch.rows >= config.max_batch_size:
-                batch.closed = True
-            self._queue_depth.inc()
-            self._scheduler.condition.notify()
-        return task.future
+            if any(self._open_batch(key, self._bucket(task.inputs), task.rows) is None for task in tasks):
+                self._check_capacity(rows, grouped=config.group_by_text_length or pieces > 1)
+            for task in tasks:
+                bucket = self._bucket(task.inputs)
+                batch = self._open_batch(key, bucket, task.rows)
+                if batch is None:
+                    for full in self._batches:
+                        if not full.closed and full.shape_key == key and full.length_bucket == bucket:
+                            full.closed = True  # full enough: let it run
+                    batch = _Batch(shape_key=key, length_bucket=bucket, opened_at=time.monotonic())
+                    self._batches.append(batch)
+                batch.tasks.append(task)
+                batch.rows += task.rows
+                self._queued_rows += task.rows
+                if batch.rows >= limit:
+                    batch.closed = True
+                self._queue_depth.inc()
+            self._scheduler.condition.notify(len(tasks))
+        return tasks[0].future if len(tasks) == 1 else _joined([task.future for task in tasks])
+
+    def _bucket(self, inputs: Arrays) -> int | None:
+        return length_bucket(inputs) if self._config.group_by_text_length else None
+
+    def _open_batch(self, key: tuple, bucket: int | None, rows: int) -> _Batch | None:
+        """The open batch that ``rows`` more rows of this kind may join, if any."""
+        return next((b for b in self._batches if not b.closed and b.shape_key == key and b.length_bucket == bucket
+                     and b.rows + rows <= self._config.batch_size_limit), None)
 
     def _check_capacity(self, rows: int, grouped: bool) -> None:
         """RESOURCE_EXHAUSTED when another batch would exceed max_enqueued_batches.
 
-        Requests grouped by text length spread over several open batches, so
-        there the same bound is applied to rows (max_enqueued_batches full
-        batches' worth) rather than to the number of batches.
+        Requests grouped by text length (or split) spread over several open
+        batches, so there the same bound is applied to rows (max_enqueued_batches
+        full batches' worth) rather than to the number of batches.
         """
         config = self._config
         if grouped:
-            full = self._queued_rows + rows > config.max_enqueued_batches * config.max_batch_size
+            full = self._queued_rows + rows > config.max_enqueued_batches * config.batch_size_limit
         else:
             full = len(self._batches) >= config.max_enqueued_batches
         if full:

@@ -62,6 +62,10 @@ class BatchingConfig:
     num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     allowed_batch_sizes: tuple[int, ...] = ()
     pad_variable_length_inputs: bool = False
+    # A request of more rows than max_execution_batch_size runs as several batches, side by
+    # side on the batch threads; max_batch_size then bounds a request, not a batch.
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int | None = None  # None: max_batch_size (TF Serving's default)
     # Not in BatchingParameters: batch queued texts of similar length together
     # (see serving.batching.length_bucket).  Off gives TF Serving's FIFO batches.
     group_by_text_length: bool = True
@@ -75,15 +79,27 @@ class BatchingConfig:
             raise ConfigError(f"max_enqueued_batches must be positive, got {self.max_enqueued_batches}")
         if self.num_batch_threads < 1:
             raise ConfigError(f"num_batch_threads must be positive, got {self.num_batch_threads}")
+        execution = self.max_execution_batch_size
+        if execution is not None and not 1 <= execution <= self.max_batch_size:
+            raise ConfigError(f"max_execution_batch_size must be in [1, max_batch_size {self.max_batch_size}], "
+                              f"got {execution}")
         sizes = self.allowed_batch_sizes
         if sizes:
             if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
                 raise ConfigError(f"allowed_batch_sizes must be positive and increasing, got {list(sizes)}")
-            if sizes[-1] != self.max_batch_size:
+            limit = "max_execution_batch_size" if self.enable_large_batch_splitting else "max_batch_size"
+            if sizes[-1] != self.batch_size_limit:
                 raise ConfigError(
                     f"the last entry of allowed_batch_sizes ({sizes[-1]}) must equal "
-                    f"max_batch_size ({self.max_batch_size})"
+                    f"{limit} ({self.batch_size_limit})"
                 )
+
+    @property
+    def batch_size_limit(self) -> int:
+        """The most rows one batch runs: ``max_execution_batch_size`` when splitting, else ``max_batch_size``."""
+        if self.enable_large_batch_splitting and self.max_execution_batch_size is not None:
+            return self.max_execution_batch_size
+        return self.max_batch_size
 
     def padded_size(self, rows: int) -> int:
         """Smallest allowed batch size that holds ``rows`` (``rows`` if none are set)."""
@@ -218,7 +234,8 @@ def read_batching_config(path: str | os.PathLike[str]) -> BatchingConfig:
     # thread_pool_name only names TF Serving's pool; accepted, nothing to configure.
     values = {
         name: getattr(proto, name).value
-        for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+        for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+                     "max_execution_batch_size")
         if proto.HasField(name)
     }
     try:
@@ -226,6 +243,7 @@ def read_batching_config(path: str | os.PathLike[str]) -> BatchingConfig:
             **values,
             allowed_batch_sizes=tuple(proto.allowed_batch_sizes),
             pad_variable_length_inputs=proto.pad_variable_length_inputs,
+            enable_large_batch_splitting=proto.enable_large_batch_splitting,
         )
     except ConfigError as exc:
         raise ConfigError(f"invalid batching parameters file {str(path)!r}: {exc}") from exc

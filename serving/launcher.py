@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 INFRA_SERVING = REPO / "infra" / "serving"
 LOOPBACK = "127.0.0.1"
 
-__all__ = ["INFRA_SERVING", "LOOPBACK", "REPO", "ModelServerProcess", "ServerProcess", "batching_flags", "free_port"]
+__all__ = ["DEPLOYED_THREAD_FLAGS", "INFRA_SERVING", "LOOPBACK", "REPO", "ModelServerProcess", "ServerProcess",
+           "batching_flags", "free_port"]
 
 
 def free_port() -> int:
@@ -45,9 +46,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# infra/serving/deployment.yaml's thread pools: one core per batch thread (num_batch_threads 2).
+DEPLOYED_THREAD_FLAGS = ("--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=2")
+
+
 def batching_flags(parameters_file: Path = INFRA_SERVING / "batching.config") -> list[str]:
-    """``--enable_batching`` with the deployed BatchingParameters (or ``parameters_file``)."""
-    return ["--enable_batching", f"--batching_parameters_file={parameters_file}"]
+    """``--enable_batching`` with the deployed BatchingParameters (or ``parameters_file``) and the
+    deployment's thread pools (:data:`DEPLOYED_THREAD_FLAGS`), which that batching is sized for."""
+    return ["--enable_batching", f"--batching_parameters_file={parameters_file}", *DEPLOYED_THREAD_FLAGS]
 
 
 class ServerProcess:

@@ -48,6 +48,8 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
             _field("thread_pool_name", 5, _F.TYPE_MESSAGE, type_name=".google.protobuf.StringValue"),
             _field("allowed_batch_sizes", 6, _F.TYPE_INT64, repeated=True),
             _field("pad_variable_length_inputs", 7, _F.TYPE_BOOL),
+            _field("enable_large_batch_splitting", 9, _F.TYPE_BOOL),
+            _field("max_execution_batch_size", 10, _F.TYPE_MESSAGE, type_name=int64_value),
         ]
     )
     pool.Add(batching)

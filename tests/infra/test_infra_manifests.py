@@ -150,3 +150,11 @@ def test_model_server_serves_the_ranker_models_within_its_batch_limit():
         assert models.get(name) == f"/models/{name}", f"models.config does not serve {name}"
     # The server refuses a Predict with more rows than max_batch_size.
     assert server.max_rows_per_call <= read_batching_config(INFRA / "serving" / "batching.config").max_batch_size
+
+
+def test_servers_started_by_tests_and_benchmarks_use_the_deployed_thread_pools():
+    from serving.launcher import DEPLOYED_THREAD_FLAGS
+
+    deployment = OBJECTS["serving/deployment.yaml:Deployment/tf-serving"]
+    args = pod_spec(deployment)["containers"][0]["args"]
+    assert set(DEPLOYED_THREAD_FLAGS) <= set(args)

@@ -11,14 +11,17 @@ import pytest
 import serving_saved_models as saved_models
 from conftest import wait_for
 
-from serving import batching
+from apps.ranker.config import load_config
+from serving import batching, errors
 from serving.batching import BatchScheduler, QueueId
 from serving.client import ClientConfig, RetryPolicy, ServingClient, ServingRpcError
-from serving.config import BatchingConfig, ModelConfig
+from serving.config import BatchingConfig, ModelConfig, read_batching_config
 from serving.errors import ServingError
+from serving.launcher import INFRA_SERVING, REPO
 from serving.metrics import ServerMetrics
 from serving.options import EndpointOptions, ModelSourceOptions, ServerOptions
 from serving.server import ModelServer
+from suite_core.config import ConfigError
 
 QUEUE = QueueId("m", 1, "serving_default")
 
@@ -105,6 +108,77 @@ def test_oversized_task_is_invalid_argument(make_scheduler):
         queue.submit(rows(1, 2, 3))
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "Task size 3 is larger than maximum input batch size 2" in info.value.message
+
+
+class ConcurrencyFunction(RecordingFunction):
+    """Records the batches, and how many ran at the same moment (each waits for company briefly)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock, self.running_now, self.most_at_once = threading.Lock(), 0, 0
+        self.together = threading.Barrier(2)
+
+    def __call__(self, inputs):
+        with self.lock:
+            self.running_now += 1
+            self.most_at_once = max(self.most_at_once, self.running_now)
+        try:
+            self.together.wait(5)
+        except threading.BrokenBarrierError:
+            pass
+        try:
+            return super().__call__(inputs)
+        finally:
+            with self.lock:
+                self.running_now -= 1
+
+
+def test_a_large_request_splits_into_equal_batches_that_run_side_by_side(make_scheduler):
+    scheduler = make_scheduler(max_batch_size=32, max_execution_batch_size=8, enable_large_batch_splitting=True,
+                               num_batch_threads=2, group_by_text_length=False)
+    function = ConcurrencyFunction()
+    result = scheduler.queue(QUEUE, function).submit(rows(*range(10))).result(timeout=30)
+    assert sorted(len(batch) for batch in function.batches) == [5, 5]  # not 8 + 2
+    assert function.most_at_once == 2
+    np.testing.assert_array_equal(result["y"][:, 0], [2 * v for v in range(10)])
+    assert result["label"].tolist() == [f"row{float(v)}".encode() for v in range(10)]
+
+
+def test_a_split_request_fails_whole_when_a_piece_fails(make_scheduler):
+    scheduler = make_scheduler(max_batch_size=8, max_execution_batch_size=2, enable_large_batch_splitting=True,
+                               num_batch_threads=2, group_by_text_length=False)
+
+    def fails_on_three(inputs):
+        if 3 in inputs["x"][:, 0]:
+            raise errors.invalid_argument("row 3 is bad")
+        return {"y": inputs["x"]}
+
+    with pytest.raises(ServingError, match="row 3 is bad"):
+        scheduler.queue(QUEUE, fails_on_three).submit(rows(1, 2, 3, 4)).result(timeout=30)
+
+
+def test_without_splitting_a_request_is_one_batch(make_scheduler):
+    scheduler = make_scheduler(max_batch_size=32, max_execution_batch_size=8, num_batch_threads=2)
+    function = RecordingFunction()
+    scheduler.queue(QUEUE, function).submit(rows(*range(10))).result(timeout=30)
+    assert [len(batch) for batch in function.batches] == [10]
+
+
+def test_splitting_settings_are_checked():
+    with pytest.raises(ConfigError, match="max_execution_batch_size must be in"):
+        BatchingConfig(max_batch_size=8, max_execution_batch_size=16, enable_large_batch_splitting=True)
+    with pytest.raises(ConfigError, match=r"must equal max_execution_batch_size \(4\)"):
+        BatchingConfig(max_batch_size=8, max_execution_batch_size=4, enable_large_batch_splitting=True,
+                       allowed_batch_sizes=(2, 8))
+
+
+def test_the_deployed_batching_file_splits_a_rerank_across_the_batch_threads():
+    config = read_batching_config(INFRA_SERVING / "batching.config")
+    assert config.enable_large_batch_splitting
+    assert config.num_batch_threads >= 2
+    # The ranker's default depth (apps/ranker/config.yaml) fits one request, in more than one batch.
+    depth = load_config(REPO / "apps" / "ranker" / "config.yaml").retrieval.rerank_depth
+    assert config.batch_size_limit < depth <= config.max_batch_size
 
 
 def test_mismatched_row_counts_are_invalid_argument(make_scheduler):
